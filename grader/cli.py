@@ -1,0 +1,163 @@
+"""`aecourse`: the TA's command-line tool for building, checking, training, grading and the demo."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from grader import notebooks, pipeline, submissions
+from grader.variants import ae as ae_variants
+
+NOTEBOOK_VARIANTS = {"1_ae": ae_variants}
+
+
+def notebook_names() -> list[str]:
+    """Names of the assignment's notebooks, from their text sources."""
+    return [path.stem for path in notebooks.source_files(pipeline.SOURCE)]
+
+
+def use_data(args: argparse.Namespace) -> None:
+    """Point this process and every kernel it starts at the data directory and split mode asked for."""
+    if getattr(args, "data_dir", None):
+        os.environ["AUTOENCODERS_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if getattr(args, "offline_split", False):
+        os.environ["AUTOENCODERS_OFFLINE_SPLIT"] = "1"
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Rebuild the nbgrader source notebooks from their text sources."""
+    for path in notebooks.build_sources(pipeline.SOURCE):
+        print(f"built {path.relative_to(pipeline.REPO)}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Regenerate release/ with nbgrader generate_assignment and check it leaks nothing."""
+    notebooks.build_sources(pipeline.SOURCE)
+    release = pipeline.generate_release(pipeline.prepare_course(pipeline.REPO))
+    problems = pipeline.release_problems(release)
+    for problem in problems:
+        print(f"LEAK: {problem}")
+    print(f"release written to {release.relative_to(pipeline.REPO)}" if not problems else "release leaks")
+    return 1 if problems else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Fail when the source notebooks or the committed release are stale, or the release leaks."""
+    failures = [f"source/{pipeline.ASSIGNMENT}/{name} is stale: run `aecourse build`"
+                for name in notebooks.stale_sources(pipeline.SOURCE)]
+    failures += [f"release/{pipeline.ASSIGNMENT}/{name} is stale: run `aecourse release`"
+                 for name in pipeline.release_differences()]
+    failures += [f"release leaks: {problem}" for problem in pipeline.release_problems(pipeline.RELEASE)]
+    for failure in failures:
+        print(failure)
+    print("sources and release are up to date" if not failures else f"{len(failures)} problem(s)")
+    return 1 if failures else 0
+
+
+def cmd_train_reference(args: argparse.Namespace) -> int:
+    """Train the reference checkpoints of each notebook by executing its reference solution."""
+    use_data(args)
+    for name in args.notebooks or notebook_names():
+        print(f"{name}: reference checkpoints in {pipeline.train_reference(name)}")
+    return 0
+
+
+def cmd_autograde(args: argparse.Namespace) -> int:
+    """Autograde students of a course directory one by one and print their scores."""
+    use_data(args)
+    root = Path(args.course).resolve()
+    students = args.students or sorted(p.name for p in (root / "submitted").iterdir() if p.is_dir())
+    reports = [pipeline.autograde(root, student) for student in students]
+    print(pipeline.score_table(reports, max_points()))
+    return 0
+
+
+def max_points() -> dict[str, float]:
+    """Maximum points of each notebook of the assignment."""
+    return {name: sum(notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb")).values())
+            for name in notebook_names()}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Release, train the reference, autograde demo submissions, write feedback and print the scores."""
+    use_data(args)
+    started = time.time()
+    root = pipeline.REPO
+    print("[1/5] building the source notebooks and the release")
+    notebooks.build_sources(pipeline.SOURCE)
+    release = pipeline.generate_release(pipeline.prepare_course(root))
+    problems = pipeline.release_problems(release)
+    if problems:
+        print("\n".join(f"LEAK: {problem}" for problem in problems))
+        return 1
+    print("[2/5] training the reference checkpoints (cached while the notebook is unchanged)")
+    references = {name: pipeline.train_reference(name) for name in notebook_names()}
+    print("[3/5] preparing demo submissions in submitted/")
+    students = ["reference", "blank"]
+    for name, reference in references.items():
+        submissions.submit_reference(root, "reference", name, reference)
+        submissions.submit_blank(root, "blank", name)
+        variants = {variant.name: variant for variant in NOTEBOOK_VARIANTS[name].VARIANTS}
+        for variant_name in NOTEBOOK_VARIANTS[name].DEMO:
+            student = f"wrong-{variant_name.replace('_', '-')}"
+            submissions.submit_variant(root, student, variants[variant_name], reference)
+            students.append(student)
+    print("[4/5] autograding (nbgrader autograde, one student at a time)")
+    reports = []
+    for student in students:
+        tick = time.time()
+        reports.append(pipeline.autograde(root, student))
+        print(f"  {student}: {reports[-1].total():g} points in {time.time() - tick:.0f} s"
+              + (" (autograde reported an error)" if reports[-1].error else ""))
+    print("[5/5] writing feedback to feedback/")
+    pipeline.generate_feedback(root)
+    for student in students:
+        shutil.rmtree(root / "autograded" / student / pipeline.ASSIGNMENT / "aelib", ignore_errors=True)
+    print()
+    print(pipeline.score_table(reports, max_points()))
+    print(f"\ndemo finished in {time.time() - started:.0f} s")
+    expected_full = {"reference": True, "blank": False}
+    wrong = [r.student for r in reports if expected_full.get(r.student) is not None
+             and (r.total() == sum(max_points().values())) != expected_full[r.student]]
+    return 1 if wrong else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    top = argparse.ArgumentParser(prog="aecourse", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    def add(name: str, function, help_text: str, data: bool = False) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(function=function)
+        if data:
+            command.add_argument("--data-dir", help="folder holding MNIST/raw/*.gz (else AUTOENCODERS_DATA_DIR, "
+                                                    "/coursedata, or data/ beside the notebooks)")
+            command.add_argument("--offline-split", action="store_true",
+                                 help="use only the official 10k test split: 8,000 images train, 2,000 test")
+        return command
+
+    add("build", cmd_build, "rebuild source/*.ipynb from the text sources source/*/N_name.py")
+    add("release", cmd_release, "regenerate release/ with nbgrader generate_assignment")
+    add("check", cmd_check, "fail when source notebooks or release/ are stale or the release leaks")
+    add("train-reference", cmd_train_reference, "train the reference checkpoints", data=True).add_argument(
+        "notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
+    grade = add("autograde", cmd_autograde, "autograde students one by one and print scores", data=True)
+    grade.add_argument("students", nargs="*", help="student ids (default: everyone in submitted/)")
+    grade.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
+    add("demo", cmd_demo, "the whole pipeline on demo submissions, ending with a score table", data=True)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `aecourse`."""
+    args = parser().parse_args(argv)
+    try:
+        return args.function(args)
+    except (RuntimeError, FileNotFoundError) as error:
+        print(f"aecourse {args.command}: {error}", file=sys.stderr)
+        return 1

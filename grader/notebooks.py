@@ -1,0 +1,157 @@
+"""Notebook sources: jupytext percent files (`source/<assignment>/N_name.py`) built into nbgrader notebooks.
+
+A cell's header names its nbgrader role, e.g. `# %% kind="solution" grade_id="encoder"`:
+  solution  a cell the student completes (### BEGIN/END SOLUTION regions are replaced by stubs),
+  tests     a locked grade cell worth `points` (### BEGIN/END HIDDEN TESTS regions never reach students),
+  guard     a locked 0-point grade cell whose hidden part runs only under autograde (skip_training),
+  locked    a read-only cell.
+Cells without a kind are ordinary cells students may edit.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+SOURCE_GLOB = "[0-9]_*.py"
+ROLES = {
+    "solution": {"solution": True, "grade": False, "locked": False},
+    "tests": {"solution": False, "grade": True, "locked": True},
+    "guard": {"solution": False, "grade": True, "locked": True},
+    "locked": {"solution": False, "grade": False, "locked": True},
+}
+HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS\n?", re.S | re.M)
+SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION", re.S | re.M)
+SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
+
+
+def nbgrader_metadata(metadata: dict) -> dict | None:
+    """The nbgrader cell metadata for a percent cell's header metadata, or None for a plain cell."""
+    kind = metadata.get("kind")
+    if kind is None:
+        return None
+    if kind not in ROLES:
+        raise ValueError(f"unknown cell kind {kind!r}; use one of {sorted(ROLES)}")
+    if "grade_id" not in metadata:
+        raise ValueError(f"a {kind} cell needs a grade_id")
+    meta = {"schema_version": 3, "grade_id": metadata["grade_id"], "task": False, **ROLES[kind]}
+    if meta["grade"]:
+        meta["points"] = metadata.get("points", 0) if kind == "guard" else metadata["points"]
+    return meta
+
+
+def build_notebook(py_path: Path) -> nbformat.NotebookNode:
+    """Read a percent-format source and return the nbgrader source notebook it describes."""
+    text = jupytext.read(py_path, fmt="py:percent")
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": text.metadata["kernelspec"],
+                                                  "language_info": {"name": "python"}})
+    for index, cell in enumerate(text.cells):
+        meta = nbgrader_metadata(cell.metadata) if cell.cell_type == "code" else None
+        cell_id = meta["grade_id"] if meta else f"{py_path.stem}-{index}"
+        if cell.cell_type == "markdown":
+            new = nbformat.v4.new_markdown_cell(cell.source, id=cell_id)
+        else:
+            new = nbformat.v4.new_code_cell(cell.source, id=cell_id)
+        if meta:
+            new.metadata["nbgrader"] = meta
+        notebook.cells.append(new)
+    nbformat.validate(notebook)
+    return notebook
+
+
+def serialise(notebook: nbformat.NotebookNode) -> str:
+    """The notebook as the exact text written to disk (stable, so drift checks can compare text)."""
+    return nbformat.writes(notebook) + "\n"
+
+
+def source_files(assignment_dir: Path) -> list[Path]:
+    """The percent-format notebook sources of an assignment, in order."""
+    return sorted(assignment_dir.glob(SOURCE_GLOB))
+
+
+def build_sources(assignment_dir: Path) -> list[Path]:
+    """Write each percent source's nbgrader notebook beside it; return the notebooks written."""
+    written = []
+    for py_path in source_files(assignment_dir):
+        target = py_path.with_suffix(".ipynb")
+        target.write_text(serialise(build_notebook(py_path)))
+        written.append(target)
+    return written
+
+
+def stale_sources(assignment_dir: Path) -> list[str]:
+    """Names of source notebooks that are missing or differ from what their percent source builds."""
+    stale = []
+    for py_path in source_files(assignment_dir):
+        target = py_path.with_suffix(".ipynb")
+        if not target.exists() or target.read_text() != serialise(build_notebook(py_path)):
+            stale.append(target.name)
+    return stale
+
+
+def strip_hidden_tests(source: str) -> str:
+    """A cell's source without its hidden-test regions."""
+    return HIDDEN.sub("", source)
+
+
+def solution_code(source: str) -> str:
+    """A solution cell's source with the solution markers removed (what a perfect student writes)."""
+    return SOLUTION_MARKERS.sub("", source)
+
+
+def cells_by_grade_id(notebook: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """Map each nbgrader cell's grade_id to the cell."""
+    return {cell.metadata["nbgrader"]["grade_id"]: cell for cell in notebook.cells
+            if "nbgrader" in cell.metadata and "grade_id" in cell.metadata["nbgrader"]}
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook file."""
+    return nbformat.read(path, as_version=4)
+
+
+def write(notebook: nbformat.NotebookNode, path: Path) -> None:
+    """Write a notebook file."""
+    Path(path).write_text(serialise(notebook))
+
+
+def points(notebook: nbformat.NotebookNode) -> dict[str, float]:
+    """Points of each grade cell of a notebook, by grade_id."""
+    return {gid: float(cell.metadata["nbgrader"].get("points", 0))
+            for gid, cell in cells_by_grade_id(notebook).items() if cell.metadata["nbgrader"].get("grade")}
+
+
+
+def definitions(notebook: nbformat.NotebookNode, replacements: dict[str, str] | None = None) -> dict:
+    """Run a source notebook's set-up cells and its solution cells (or `replacements`) and return the namespace.
+
+    Set-up cells are the code cells before the first solution cell (flags, imports, data); training
+    cells come later and are never run, so this takes seconds.
+    """
+    replacements = replacements or {}
+    namespace: dict = {"__name__": "__notebook__"}
+    seen_solution = False
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            seen_solution = True
+            exec(compile(replacements.get(meta["grade_id"], solution_code(cell.source)), meta["grade_id"], "exec"),
+                 namespace)
+        elif not seen_solution:
+            exec(compile(cell.source, cell.get("id", "setup"), "exec"), namespace)
+    return namespace
+
+
+def hidden_tests(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """The hidden-test code of each grade cell that has some, by grade_id."""
+    found = {}
+    for grade_id, cell in cells_by_grade_id(notebook).items():
+        regions = HIDDEN.findall(cell.source)
+        if regions and cell.metadata["nbgrader"].get("points", 0) > 0:
+            found[grade_id] = "\n".join(line for region in regions for line in region.splitlines()
+                                        if "HIDDEN TESTS" not in line)
+    return found

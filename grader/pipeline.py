@@ -1,0 +1,264 @@
+"""The grading pipeline on a course directory: release, reference training, submissions, autograde, scores."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from tqdm import tqdm
+
+from grader import notebooks
+
+ASSIGNMENT = "autoencoders"
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "source" / ASSIGNMENT
+RELEASE = REPO / "release" / ASSIGNMENT
+
+
+# --- course directories --------------------------------------------------------------------------
+
+def prepare_course(root: Path) -> Path:
+    """Make `root` a course directory holding this repository's source and nbgrader config."""
+    root = root.resolve()
+    if root != REPO:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+        target = root / "source" / ASSIGNMENT
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(SOURCE, target, ignore=shutil.ignore_patterns("data", "__pycache__", "*.pth"))
+    stale = notebooks.stale_sources(root / "source" / ASSIGNMENT)
+    if stale:
+        raise RuntimeError(f"source notebooks out of date with their .py sources: {stale}; run `aecourse build`")
+    return root
+
+
+def with_tools_on_path(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this interpreter's bin folder first on PATH (nbgrader runs the `alembic` command)."""
+    bin_dir = str(Path(sys.executable).parent)
+    if env.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    return env
+
+
+def grading_env() -> dict[str, str]:
+    """Environment for nbgrader and its kernels: absolute data directory, no stray output."""
+    env = with_tools_on_path(dict(os.environ))
+    if env.get("AUTOENCODERS_DATA_DIR"):
+        env["AUTOENCODERS_DATA_DIR"] = str(Path(env["AUTOENCODERS_DATA_DIR"]).resolve())
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one nbgrader command in the course directory `root`, capturing its log."""
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=grading_env(),
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def generate_release(root: Path) -> Path:
+    """Run `nbgrader generate_assignment` and return the release folder."""
+    nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    return root / "release" / ASSIGNMENT
+
+
+def release_problems(release_dir: Path, source_dir: Path = SOURCE) -> list[str]:
+    """Everything in a release that students must not see: solutions, hidden tests, grader code."""
+    problems = []
+    for path in sorted(release_dir.rglob("*")):
+        relative = path.relative_to(release_dir)
+        if path.name in {"gradebook.db", "grader"} or path.suffix == ".pth" or path.match("[0-9]_*.py"):
+            problems.append(f"{relative}: must not be released")
+    for source_path in sorted(source_dir.glob("*.ipynb")):
+        released = release_dir / source_path.name
+        if not released.exists():
+            problems.append(f"{source_path.name}: missing from the release")
+            continue
+        text = "\n".join(cell.source for cell in notebooks.read(released).cells)
+        for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "grader"):
+            if marker in text:
+                problems.append(f"{source_path.name}: contains {marker!r}")
+        for line in secret_lines(notebooks.read(source_path)):
+            if line in text:
+                problems.append(f"{source_path.name}: contains the secret line {line!r}")
+    return problems
+
+
+def secret_lines(source_notebook: nbformat.NotebookNode) -> set[str]:
+    """Distinctive lines of solution regions and hidden tests of a source notebook."""
+    secrets = set()
+    for cell in source_notebook.cells:
+        for region in notebooks.HIDDEN.findall(cell.source) + notebooks.SOLUTION_REGION.findall(cell.source):
+            secrets.update(line.strip() for line in region.splitlines()
+                           if len(line.strip()) > 25 and "###" not in line)
+    return secrets
+
+
+# --- executing notebooks -------------------------------------------------------------------------
+
+def execute(notebook: nbformat.NotebookNode, cwd: Path, label: str, timeout: int = 1800) -> nbformat.NotebookNode:
+    """Execute a notebook in `cwd` with a progress bar over its cells; raise on the first error."""
+    code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
+    with tqdm(total=code_cells, desc=label, unit="cell", file=sys.stdout) as bar:
+        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(cwd)}},
+                                on_cell_complete=lambda cell, **_: bar.update(1))
+        old = dict(os.environ)
+        os.environ.update(grading_env())
+        try:
+            client.execute()
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+    return notebook
+
+
+def training_notebook(source_notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of a source notebook whose guard cells no longer force skip_training (so it trains)."""
+    notebook = nbformat.from_dict(source_notebook)
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_guard"):
+            cell.source = notebooks.strip_hidden_tests(cell.source)
+    return notebook
+
+
+def source_digest(name: str) -> str:
+    """A hash of a notebook source and the helper code it runs, naming its reference checkpoints."""
+    digest = hashlib.sha256((SOURCE / f"{name}.py").read_bytes())
+    for helper in sorted((SOURCE / "aelib").glob("*.py")):
+        digest.update(helper.read_bytes())
+    digest.update(os.environ.get("AUTOENCODERS_OFFLINE_SPLIT", "").encode())
+    return digest.hexdigest()[:16]
+
+
+def train_reference(name: str, cache: Path = REPO / ".cache" / "reference") -> Path:
+    """Execute the reference solution of notebook `name` (training on), returning its folder of checkpoints.
+
+    The executed notebook also runs every hidden test, so a reference that fails its own checks fails here.
+    """
+    folder = cache / f"{name}-{source_digest(name)}"
+    done = folder / ".done"
+    if done.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(SOURCE / "aelib", folder / "aelib", ignore=shutil.ignore_patterns("__pycache__"))
+    notebook = training_notebook(notebooks.build_notebook(SOURCE / f"{name}.py"))
+    executed = execute(notebook, folder, f"training the reference {name}")
+    notebooks.write(executed, folder / f"{name}.ipynb")
+    done.touch()
+    return folder
+
+
+# --- submissions ---------------------------------------------------------------------------------
+
+def fill_release(release_notebook: nbformat.NotebookNode, source_notebook: nbformat.NotebookNode,
+                 replacements: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """A student's notebook: the release with its solution cells answered by the reference or by `replacements`."""
+    replacements = replacements or {}
+    notebook = nbformat.from_dict(release_notebook)
+    answers = notebooks.cells_by_grade_id(source_notebook)
+    unknown = set(replacements) - set(answers)
+    if unknown:
+        raise KeyError(f"no solution cells named {sorted(unknown)}")
+    for grade_id, cell in notebooks.cells_by_grade_id(notebook).items():
+        if cell.metadata["nbgrader"].get("solution"):
+            cell.source = replacements.get(grade_id, notebooks.solution_code(answers[grade_id].source))
+    return notebook
+
+
+def submit(root: Path, student: str, files: dict[str, nbformat.NotebookNode | Path | bytes]) -> Path:
+    """Place a student's files in `submitted/<student>/<assignment>/` of the course directory."""
+    folder = root / "submitted" / student / ASSIGNMENT
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        if isinstance(content, nbformat.NotebookNode):
+            notebooks.write(content, folder / name)
+        elif isinstance(content, Path):
+            shutil.copy(content, folder / name)
+        else:
+            (folder / name).write_bytes(content)
+    return folder
+
+
+# --- grading -------------------------------------------------------------------------------------
+
+@dataclass
+class GradeReport:
+    """Autograde outcome of one student: scores per notebook and grade cell, and any failure."""
+    student: str
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: str = ""
+
+    def total(self, notebook: str | None = None) -> float:
+        """Total score, of one notebook or of all."""
+        chosen = [self.scores.get(notebook, {})] if notebook else self.scores.values()
+        return sum(sum(cells.values()) for cells in chosen)
+
+
+def autograde(root: Path, student: str) -> GradeReport:
+    """Autograde one student in its own nbgrader process, so one bad submission cannot stop the batch."""
+    result = nbgrader(root, "autograde", ASSIGNMENT, "--student", student, "--force", check=False)
+    report = GradeReport(student)
+    if result.returncode != 0:
+        report.error = result.stderr[-2000:]
+    report.scores = read_scores(root, student)
+    return report
+
+
+def read_scores(root: Path, student: str) -> dict[str, dict[str, float]]:
+    """Scores of each grade cell of a student's notebooks, read from the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    scores: dict[str, dict[str, float]] = {}
+    with_tools_on_path(os.environ)
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        try:
+            submission = gradebook.find_submission(ASSIGNMENT, student)
+        except MissingEntry:
+            return scores
+        for notebook in submission.notebooks:
+            scores[notebook.name] = {grade.name: float(grade.score) for grade in notebook.grades}
+    return scores
+
+
+def generate_feedback(root: Path) -> Path:
+    """Write nbgrader's HTML feedback for every autograded student."""
+    nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
+    return root / "feedback"
+
+
+def score_table(reports: list[GradeReport], max_points: dict[str, float]) -> str:
+    """A plain-text table of each student's score per notebook."""
+    names = sorted(max_points)
+    header = ["student", *names, "total"]
+    rows = [header, ["(max)", *(f"{max_points[n]:g}" for n in names), f"{sum(max_points.values()):g}"]]
+    for report in reports:
+        rows.append([report.student, *(f"{report.total(n):g}" for n in names), f"{report.total():g}"
+                     + ("  (autograde error)" if report.error else "")])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
+
+
+def release_differences(committed: Path = RELEASE) -> list[str]:
+    """Files of a freshly generated release that differ from the committed one (empty when up to date)."""
+    import filecmp
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = generate_release(prepare_course(Path(tmp) / "course"))
+        names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+        names |= {p.relative_to(committed) for p in committed.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts} if committed.exists() else set()
+        return sorted(str(name) for name in names
+                      if not (fresh / name).is_file() or not (committed / name).is_file()
+                      or not filecmp.cmp(fresh / name, committed / name, shallow=False))

@@ -1,0 +1,33 @@
+"""Known-wrong and alternative-correct submissions, one module per notebook, used by tests and the demo.
+
+A variant is the reference submission with some solution cells rewritten and some submitted
+files tampered with. `fails` names the grade cells it must lose; an empty set means it is a
+correct solution written differently, which must get full marks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One submission that differs from the reference in known ways."""
+    name: str
+    notebook: str
+    description: str
+    cells: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    fails: frozenset[str] = frozenset()
+    retrain: bool = False
+
+    def __post_init__(self):
+        unknown = set(self.files.values()) - set(TAMPERINGS)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown file tampering {sorted(unknown)}; use {TAMPERINGS}")
+
+    @property
+    def correct(self) -> bool:
+        """Whether this variant must get full marks."""
+        return not self.fails

@@ -1,0 +1,500 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Bottleneck autoencoders
+#
+# An autoencoder learns a *code* $z = f(x)$ of an image $x$ from which a decoder can rebuild the
+# image, $\hat x = g(z)$, by minimising a reconstruction loss such as the mean squared error
+# $\frac{1}{D}\sum_d (x_d - \hat x_d)^2$. No labels are used. When the code is much smaller than the
+# image (a *bottleneck*), the network has to keep what matters most about the digit.
+#
+# In this notebook you will
+# 1. write `sample_train` to draw random training images,
+# 2. build an `Encoder`, a `Decoder` and an `Autoencoder` and train a 10-dimensional one,
+# 3. judge its codes with a classifier and a t-SNE map,
+# 4. build the classic compression autoencoder 784-128-32-128-784,
+# 5. look at a 2-D code space and try to generate digits from it,
+# 6. compare code sizes, and
+# 7. train a sparse autoencoder.
+#
+# **How grading works.** Cells marked as tests check your code. Some checks are visible here; more
+# are hidden and run when your notebook is graded. Grading never trains: it loads the models you
+# saved (`1_ae_encoder.pth`, `1_ae_decoder.pth`, `1_ae_compression.pth`). Submit those files with the
+# notebook.
+#
+# **`skip_training`.** While you work, keep `skip_training = False` so the training cells train and
+# save your models. Once they are saved you can set it to `True`: the notebook then loads the saved
+# models instead of training again. During grading it is always `True`.
+
+# %%
+skip_training = False
+
+# %% kind="guard" grade_id="skip_training_guard" points=0
+# This cell is locked. While your notebook is graded it sets skip_training = True, so grading only
+# loads the models you saved and never trains.
+### BEGIN HIDDEN TESTS
+skip_training = True
+### END HIDDEN TESTS
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from aelib.checkpoints import load_model, save_model
+from aelib.data import load_mnist, minibatches
+from aelib.evaluation import classifier_accuracy, encode, mse_per_pixel
+from aelib.plotting import scatter_codes, show_images
+from aelib.training import pick_device, progress
+
+device = pick_device(skip_training)
+print("Using", device)
+
+# %% [markdown]
+# ## Data
+#
+# `load_mnist(split)` returns the whole split as two tensors: images of shape `(N, 1, 28, 28)` with
+# values in $[0, 1]$ and labels of shape `(N,)`. Keeping the data in one tensor and slicing
+# mini-batches from it (see `minibatches`) is much faster than reading images one by one.
+#
+# The files are looked for in the folder given by the environment variable `AUTOENCODERS_DATA_DIR`,
+# else in `/coursedata`, else in `data/` next to this notebook, and downloaded there if missing and
+# you are online.
+
+# %%
+x_train, y_train = load_mnist("train")
+x_test, y_test = load_mnist("test")
+print("training images:", tuple(x_train.shape), " test images:", tuple(x_test.shape))
+show_images(x_train[:10], title="The first ten training images")
+
+# %% [markdown]
+# ## 1. Sampling training images
+#
+# Write `sample_train(N, return_labels=False)`. It returns `N` images drawn at random from
+# `x_train`, a tensor of shape `(N, 1, 28, 28)`. With `return_labels=True` it returns the tuple
+# `(images, labels)`, where `labels` (shape `(N,)`) are the labels of exactly those images.
+# Every call draws anew.
+
+# %% kind="solution" grade_id="sample_train"
+def sample_train(N, return_labels=False):
+    """Draw N random training images, and their labels when return_labels is True."""
+    ### BEGIN SOLUTION
+    index = torch.randperm(len(x_train))[:N]
+    if return_labels:
+        return x_train[index], y_train[index]
+    return x_train[index]
+    ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_sample_train" points=1
+images, labels = sample_train(8, return_labels=True)
+assert tuple(images.shape) == (8, 1, 28, 28), f"images should have shape (8, 1, 28, 28), got {tuple(images.shape)}"
+assert tuple(labels.shape) == (8,), f"labels should have shape (8,), got {tuple(labels.shape)}"
+assert tuple(sample_train(3).shape) == (3, 1, 28, 28), "sample_train(3) should return only the images"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_sample_train(sample_train)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. Encoder, decoder and autoencoder
+#
+# * `Encoder(n_components)`: `forward(x)` maps images `(B, 1, 28, 28)` to codes `(B, n_components)`.
+# * `Decoder(n_components)`: `forward(z)` maps codes `(B, n_components)` back to images
+#   `(B, 1, 28, 28)` with values in $[0, 1]$ (end with a sigmoid).
+#
+# Multi-layer perceptrons work well: flatten the image to 784 numbers, use one or two hidden layers
+# of a few hundred ReLU units, and a linear layer to the code. The decoder mirrors the encoder.
+# `nn.Flatten` and `nn.Unflatten` help with the reshaping.
+
+# %% kind="solution" grade_id="encoder_decoder"
+class Encoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 256), nn.ReLU(),
+            nn.Linear(256, 64), nn.ReLU(),
+            nn.Linear(64, n_components),
+        )
+        ### END SOLUTION
+
+    def forward(self, x):
+        """Codes (B, n_components) of images x (B, 1, 28, 28)."""
+        ### BEGIN SOLUTION
+        return self.layers(x)
+        ### END SOLUTION
+
+
+class Decoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.layers = nn.Sequential(
+            nn.Linear(n_components, 64), nn.ReLU(),
+            nn.Linear(64, 256), nn.ReLU(),
+            nn.Linear(256, 784), nn.Sigmoid(),
+            nn.Unflatten(1, (1, 28, 28)),
+        )
+        ### END SOLUTION
+
+    def forward(self, z):
+        """Images (B, 1, 28, 28) with values in [0, 1] decoded from codes z (B, n_components)."""
+        ### BEGIN SOLUTION
+        return self.layers(z)
+        ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_encoder_decoder" points=2
+z = Encoder(10)(torch.rand(4, 1, 28, 28))
+assert tuple(z.shape) == (4, 10), f"Encoder(10) should return codes of shape (4, 10), got {tuple(z.shape)}"
+y = Decoder(10)(torch.randn(4, 10))
+assert tuple(y.shape) == (4, 1, 28, 28), f"Decoder(10) should return shape (4, 1, 28, 28), got {tuple(y.shape)}"
+assert y.min() >= 0 and y.max() <= 1, "Decoder outputs should lie in [0, 1]"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_encoder_decoder(Encoder, Decoder)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# `Autoencoder(n_components)` joins the two: it has the submodules `self.encoder` and
+# `self.decoder`, and `forward(x)` returns the tuple `(codes, reconstructions)`.
+
+# %% kind="solution" grade_id="autoencoder"
+class Autoencoder(nn.Module):
+    def __init__(self, n_components):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.encoder = Encoder(n_components)
+        self.decoder = Decoder(n_components)
+        ### END SOLUTION
+
+    def forward(self, x):
+        """The codes (B, n_components) of x and its reconstructions (B, 1, 28, 28)."""
+        ### BEGIN SOLUTION
+        codes = self.encoder(x)
+        return codes, self.decoder(codes)
+        ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_autoencoder" points=2
+codes, reconstructions = Autoencoder(10)(torch.rand(5, 1, 28, 28))
+assert tuple(codes.shape) == (5, 10), f"codes should have shape (5, 10), got {tuple(codes.shape)}"
+assert tuple(reconstructions.shape) == (5, 1, 28, 28), "reconstructions should have shape (5, 1, 28, 28)"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_autoencoder(Autoencoder)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Write `plot(model, samples)`: it shows each image of `samples` (a batch `(B, 1, 28, 28)`, B may
+# be 1) next to its reconstruction by `model` (an `Autoencoder`), originals in the top row and
+# reconstructions below. `show_images` can do the drawing.
+
+# %% kind="solution" grade_id="plot"
+def plot(model, samples):
+    """Show samples (top row) and their reconstructions by model (bottom row)."""
+    ### BEGIN SOLUTION
+    model.eval()
+    with torch.no_grad():
+        _, reconstructions = model(samples.to(next(model.parameters()).device))
+    both = torch.cat([samples.cpu(), reconstructions.cpu()])
+    show_images(both, ncol=len(samples), title="originals (top) and reconstructions (bottom)")
+    ### END SOLUTION
+
+
+# %% [markdown]
+# ## 3. Train a 10-dimensional autoencoder
+#
+# Write a training loop for an `Autoencoder(10)`: mini-batches of 64 images from `x_train`
+# (`minibatches(x_train, batch_size=64)` yields them in a random order), the loss
+# `F.mse_loss(reconstructions, images)`, and Adam with learning rate `1e-3`. About 10 epochs are
+# enough; a progress bar (`progress(range(n_epochs))`) helps. Train on `device`.
+#
+# **What good looks like:** the test MSE per pixel falls below 0.032 (PCA with 10 components
+# reaches 0.036; predicting the mean image gives 0.067). A reference solution reaches about 0.02.
+#
+# The cell then saves the encoder and the decoder to `1_ae_encoder.pth` and `1_ae_decoder.pth`.
+# You will reuse the loop below, so write it as a function `train(model, n_epochs, lr, batch_size,
+# penalty=None)` that returns the list of mean training losses per epoch. `penalty` (used in part
+# 7) is either None or a function of the codes whose value is added to the loss.
+
+# %% kind="solution" grade_id="train_function"
+def train(model, n_epochs, lr, batch_size, penalty=None):
+    """Train an autoencoder on x_train with the MSE loss (plus penalty(codes) if given)."""
+    ### BEGIN SOLUTION
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    images = x_train.to(device)
+    history = []
+    for epoch in progress(range(n_epochs), desc="epochs"):
+        total, count = 0.0, 0
+        for batch in minibatches(images, batch_size=batch_size):
+            codes, reconstructions = model(batch)
+            loss = F.mse_loss(reconstructions, batch)
+            if penalty is not None:
+                loss = loss + penalty(codes)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item() * len(batch), count + len(batch)
+        history.append(total / count)
+    model.eval()
+    return history
+    ### END SOLUTION
+
+
+def test_mse(model):
+    """Per-pixel MSE of model's reconstructions of the test images."""
+    model.eval()
+    with torch.no_grad():
+        _, reconstructions = model(x_test.to(device))
+    return mse_per_pixel(reconstructions.cpu(), x_test)
+
+
+# %%
+ae10 = Autoencoder(10)
+if not skip_training:
+    torch.manual_seed(0)
+    history = train(ae10, n_epochs=10, lr=1e-3, batch_size=64)
+    print("last training loss:", round(history[-1], 4))
+    save_model(ae10.encoder, "1_ae_encoder.pth")
+    save_model(ae10.decoder, "1_ae_decoder.pth")
+else:
+    load_model(ae10.encoder, "1_ae_encoder.pth", device)
+    load_model(ae10.decoder, "1_ae_decoder.pth", device)
+ae10.to(device)
+print(f"test MSE per pixel: {test_mse(ae10):.4f}")
+plot(ae10, x_test[:10])
+
+# %% kind="tests" grade_id="test_reconstruction" points=2
+# Hidden tests load 1_ae_encoder.pth and 1_ae_decoder.pth into Encoder(10) and Decoder(10) and check
+# the per-pixel MSE on held-out images (below 0.032).
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_reconstruction(Encoder, Decoder)
+### END HIDDEN TESTS
+with torch.no_grad():
+    mse = mse_per_pixel(ae10.decoder(ae10.encoder(x_test.to(device))).cpu(), x_test)
+assert mse < 0.067, f"Your autoencoder (MSE {mse:.4f}) does worse than predicting the mean image: train it longer"
+print("Visible tests passed.")
+
+# %% [markdown]
+# ## 4. How good are the codes?
+#
+# Labels were not used in training, yet similar digits should get similar codes. Two ways to see it:
+#
+# * Train a logistic-regression classifier on the codes of training images and measure its accuracy
+#   on the codes of test images (`classifier_accuracy` does this). **Good:** above 0.80; a reference
+#   solution reaches about 0.86, and raw pixels give about 0.92.
+# * Map the 10-D codes of 2,000 test images to 2-D with t-SNE and colour them by label.
+
+# %%
+train_codes = encode(ae10.encoder, x_train[:10000])
+test_codes = encode(ae10.encoder, x_test)
+accuracy = classifier_accuracy(train_codes, y_train[:10000], test_codes, y_test)
+print(f"logistic regression on the codes: test accuracy {accuracy:.3f}")
+
+# %%
+from sklearn.manifold import TSNE
+
+tsne_map = TSNE(n_components=2, init="pca", random_state=0).fit_transform(test_codes[:2000].numpy())
+scatter_codes(torch.as_tensor(tsne_map), y_test[:2000], title="t-SNE of the 10-D codes")
+
+# %% kind="tests" grade_id="test_classifier" points=2
+# Hidden tests train a logistic-regression classifier on the codes of your saved encoder and check
+# its accuracy on held-out images (above 0.80).
+assert accuracy > 0.5, "The codes hardly tell the digits apart: check your encoder and training"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_classifier(Encoder, Decoder)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. The compression autoencoder 784-128-32-128-784
+#
+# A classic configuration: four fully connected layers, 784 inputs, 128 hidden units, a 32-unit
+# code, 128 hidden units and 784 outputs, with a **sigmoid after every layer** (the code too).
+# Write `CompressionAutoencoder()`; like `Autoencoder`, its `forward(x)` takes `(B, 1, 28, 28)` and
+# returns `(codes, reconstructions)` with codes of shape `(B, 32)`. It has 209,968 parameters.
+#
+# Train it with the MSE loss, Adam with learning rate 0.01 and batches of 256 for 50 epochs (the
+# cell below does it with your `train`). **Good:** a test MSE per pixel below 0.025 (a reference solution
+# reaches about 0.015).
+
+# %% kind="solution" grade_id="compression"
+class CompressionAutoencoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.Sigmoid(),
+                                     nn.Linear(128, 32), nn.Sigmoid())
+        self.decoder = nn.Sequential(nn.Linear(32, 128), nn.Sigmoid(), nn.Linear(128, 784), nn.Sigmoid(),
+                                     nn.Unflatten(1, (1, 28, 28)))
+        ### END SOLUTION
+
+    def forward(self, x):
+        """The 32-D codes of x and its reconstructions."""
+        ### BEGIN SOLUTION
+        codes = self.encoder(x)
+        return codes, self.decoder(codes)
+        ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_compression" points=1
+codes, reconstructions = CompressionAutoencoder()(torch.rand(2, 1, 28, 28))
+assert tuple(codes.shape) == (2, 32) and tuple(reconstructions.shape) == (2, 1, 28, 28), "check the shapes"
+n_parameters = sum(p.numel() for p in CompressionAutoencoder().parameters())
+assert n_parameters == 209968, f"CompressionAutoencoder should have 209968 parameters, got {n_parameters}"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_compression(CompressionAutoencoder)
+### END HIDDEN TESTS
+
+# %%
+compression_ae = CompressionAutoencoder()
+if not skip_training:
+    torch.manual_seed(0)
+    train(compression_ae, n_epochs=50, lr=0.01, batch_size=256)
+    save_model(compression_ae, "1_ae_compression.pth")
+else:
+    load_model(compression_ae, "1_ae_compression.pth", device)
+compression_ae.to(device)
+print(f"test MSE per pixel: {test_mse(compression_ae):.4f}")
+plot(compression_ae, x_test[:10])
+
+# %% kind="tests" grade_id="test_compression_trained" points=1
+# Hidden tests load 1_ae_compression.pth and check the per-pixel MSE on held-out images (below 0.025).
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_trained_compression(CompressionAutoencoder)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6. A 2-D code space
+#
+# With only two code units the codes can be drawn directly. Train an `Autoencoder(2)` (batches of
+# 200, Adam with learning rate 1e-3), encode the test images and scatter their codes coloured by
+# label. Then decode two kinds of codes:
+# * a code you pick by hand from the region where the 4s lie (here: the mean code of the test 4s), and
+# * random codes drawn from a wide Gaussian around the origin.
+
+# %%
+ae2 = Autoencoder(2)
+if not skip_training:
+    torch.manual_seed(0)
+    train(ae2, n_epochs=20, lr=1e-3, batch_size=200)
+    save_model(ae2, "1_ae_2d.pth")
+else:
+    try:
+        load_model(ae2, "1_ae_2d.pth", device)
+    except RuntimeError as error:
+        print(error)
+ae2.to(device)
+codes_2d = encode(ae2.encoder, x_test)
+scatter_codes(codes_2d, y_test, title="2-D codes of the test images")
+
+# %%
+picked = codes_2d[y_test == 4].mean(dim=0, keepdim=True)
+torch.manual_seed(1)
+random_codes = 3 * codes_2d.std() * torch.randn(9, 2)
+with torch.no_grad():
+    decoded = ae2.decoder(torch.cat([picked, random_codes]).to(device)).cpu()
+print("picked code for a 4:", picked.numpy().round(2))
+show_images(decoded, title="decoded: the picked '4' code, then nine random codes")
+
+# %% [markdown]
+# **Question.** Why do most random codes decode to blurry shapes that are no digit, and what would
+# the code space need so that sampling a code gives a plausible digit? (Variational autoencoders, in
+# notebook 3, shape the code distribution to a known prior for exactly this reason.)
+#
+# *Your answer here.*
+
+# %% [markdown]
+# ## 7. How large should the code be?
+#
+# Train autoencoders with codes of 2, 3, 32 and 50 units for 5 epochs each and compare their test
+# MSE and their reconstructions. Where does adding units stop helping?
+
+# %%
+code_size_mse = {}
+if not skip_training:
+    for size in (2, 3, 32, 50):
+        torch.manual_seed(0)
+        model = Autoencoder(size)
+        train(model, n_epochs=5, lr=1e-3, batch_size=64)
+        code_size_mse[size] = test_mse(model)
+        plot(model, x_test[:10])
+    plt.plot(list(code_size_mse), list(code_size_mse.values()), "o-")
+    plt.xscale("log")
+    plt.xlabel("code size")
+    plt.ylabel("test MSE per pixel")
+    plt.show()
+print(code_size_mse)
+
+# %% [markdown]
+# ## 8. A sparse autoencoder
+#
+# A sparse autoencoder may have many code units but asks each of them to be active only rarely.
+# With sigmoid code units, let $\hat\rho_j$ be the mean activation of unit $j$ over a batch. The
+# penalty compares it with a small target $\rho$ through a KL divergence between Bernoulli
+# distributions, summed over the units:
+#
+# $$\Omega = \sum_j \left[\rho \log\frac{\rho}{\hat\rho_j} + (1-\rho)\log\frac{1-\rho}{1-\hat\rho_j}\right].$$
+#
+# Write `sparsity_penalty(activations, rho=0.01)`: `activations` has shape `(B, units)` with values
+# in $(0, 1)$; return $\Omega$ as a scalar tensor (keep it differentiable).
+
+# %% kind="solution" grade_id="sparsity_penalty"
+def sparsity_penalty(activations, rho=0.01):
+    """KL sparsity penalty summed over units, rho_hat_j being unit j's mean activation over the batch."""
+    ### BEGIN SOLUTION
+    rho_hat = activations.mean(dim=0)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+    ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_sparsity_penalty" points=2
+value = sparsity_penalty(torch.full((4, 3), 0.01))
+assert value.shape == (), f"sparsity_penalty should return a scalar, got shape {tuple(value.shape)}"
+assert abs(float(value)) < 1e-6, "the penalty is zero when every unit's mean activation equals rho"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import ae as hidden
+hidden.check_sparsity(sparsity_penalty)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Train the compression architecture with the penalty added to the loss ($\rho = 0.01$, weight
+# $3 \cdot 10^{-4}$) and compare how active the code units are with and without it. With the penalty
+# most units should have a mean activation close to $\rho$, at the price of a somewhat higher MSE
+# (a reference run: 0.042 against 0.026 without the penalty). Try a larger weight: what happens when
+# every unit is pushed to $\rho$?
+
+# %%
+sparse_ae = CompressionAutoencoder()
+if not skip_training:
+    torch.manual_seed(0)
+    train(sparse_ae, n_epochs=20, lr=0.01, batch_size=256, penalty=lambda codes: 3e-4 * sparsity_penalty(codes))
+    with torch.no_grad():
+        sparse_codes = sparse_ae.to(device)(x_test.to(device))[0].cpu()
+        dense_codes = compression_ae(x_test.to(device))[0].cpu()
+    print(f"test MSE per pixel: {test_mse(sparse_ae):.4f}")
+    plt.hist([dense_codes.mean(0), sparse_codes.mean(0)], bins=20, label=["no penalty", "sparse"])
+    plt.xlabel("mean activation of a code unit")
+    plt.legend()
+    plt.show()

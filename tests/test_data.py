@@ -1,0 +1,521 @@
+"""Tests for aelib.data (MNIST loading, downloading and the exercise transforms)."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import math
+import os
+import shutil
+import socket
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+
+from aelib import data
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
+T10K = (TEST_IMAGES, TEST_LABELS)
+TRAIN = (TRAIN_IMAGES, TRAIN_LABELS)
+
+
+def _shared_raw_dir() -> Path:
+    """Folder holding the offline t10k files: $AUTOENCODERS_DATA_DIR, else <repo>/../shared/data."""
+    base = os.environ.get(data.DATA_DIR_ENV) or str(REPO_ROOT.parent / "shared" / "data")
+    return Path(base) / "MNIST" / "raw"
+
+
+SHARED_RAW = _shared_raw_dir()  # read once, before any test touches the environment
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    """Every test starts without the course environment variables."""
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(data.OFFLINE_SPLIT_ENV, raising=False)
+
+
+@pytest.fixture(scope="session")
+def t10k_data_dir(tmp_path_factory) -> Path:
+    """A data dir containing only MNIST/raw/t10k-*.gz (copies; never modify them)."""
+    if not all((SHARED_RAW / name).is_file() for name in T10K):
+        pytest.skip(f"offline MNIST t10k files not found in {SHARED_RAW}")
+    root = tmp_path_factory.mktemp("t10k_only")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in T10K:
+        shutil.copyfile(SHARED_RAW / name, raw / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def t10k_raw(t10k_data_dir):
+    """The t10k images (uint8) and labels read directly with read_idx_*."""
+    raw = t10k_data_dir / "MNIST" / "raw"
+    return data.read_idx_images(raw / TEST_IMAGES), data.read_idx_labels(raw / TEST_LABELS)
+
+
+def _closed_port_url() -> str:
+    """Return an http URL on 127.0.0.1 where nothing listens."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+# --------------------------------------------------------------------------
+# Locating the data
+# --------------------------------------------------------------------------
+
+
+def test_resolve_data_dir_precedence(monkeypatch, tmp_path):
+    mount = tmp_path / "coursedata"
+    mount.mkdir()
+    env_dir = tmp_path / "from_env"
+    arg_dir = tmp_path / "from_arg"
+    monkeypatch.setattr(data, "COURSE_DATA_MOUNT", mount)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(env_dir))
+
+    assert data.resolve_data_dir(arg_dir) == arg_dir
+    assert data.resolve_data_dir(str(arg_dir)) == arg_dir
+    assert isinstance(data.resolve_data_dir(str(arg_dir)), Path)
+    assert data.resolve_data_dir() == env_dir
+
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    assert data.resolve_data_dir() == mount
+
+    monkeypatch.setattr(data, "COURSE_DATA_MOUNT", tmp_path / "does_not_exist")
+    beside = Path(data.__file__).resolve().parent.parent / "data"
+    assert data.resolve_data_dir() == beside
+    assert beside.parent.name == "autoencoders"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("1", True), ("true", True), ("TRUE", True), ("Yes", True), ("0", False),
+     ("false", False), ("no", False), ("", False), ("2", False), ("on", False)],
+)
+def test_offline_split_env(monkeypatch, value, expected):
+    monkeypatch.setenv(data.OFFLINE_SPLIT_ENV, value)
+    assert data.offline_split() is expected
+
+
+def test_offline_split_unset_is_false():
+    assert data.offline_split() is False
+
+
+def test_md5sum(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"autoencoders")
+    assert data.md5sum(path) == hashlib.md5(b"autoencoders").hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def test_offline_split_shapes_and_content(monkeypatch, t10k_data_dir, t10k_raw):
+    monkeypatch.setenv(data.OFFLINE_SPLIT_ENV, "1")
+    monkeypatch.setattr(data, "MIRRORS", (_closed_port_url(),))
+    raw_images, raw_labels = t10k_raw
+    assert raw_images.shape == (10000, 28, 28) and raw_images.dtype == torch.uint8
+    assert raw_labels.shape == (10000,) and raw_labels.dtype == torch.int64
+
+    x_train, y_train = data.load_mnist("train", data_dir=t10k_data_dir)
+    x_test, y_test = data.load_mnist("test", data_dir=t10k_data_dir)
+    n_train = data.OFFLINE_TRAIN_SIZE
+    assert n_train == 8000
+    assert x_train.shape == (8000, 1, 28, 28) and y_train.shape == (8000,)
+    assert x_test.shape == (2000, 1, 28, 28) and y_test.shape == (2000,)
+    for x, y in ((x_train, y_train), (x_test, y_test)):
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert x.min().item() == 0.0 and x.max().item() == 1.0
+        assert set(y.unique().tolist()) == set(range(10))
+
+    # Exactly the first 8000 / last 2000 of the official test split, labels aligned.
+    expected = raw_images.unsqueeze(1).to(torch.float32) / 255
+    assert torch.equal(x_train, expected[:n_train])
+    assert torch.equal(x_test, expected[n_train:])
+    assert torch.equal(y_train, raw_labels[:n_train])
+    assert torch.equal(y_test, raw_labels[n_train:])
+
+    # Disjoint: no test image appears in the train part.
+    train_hashes = {hashlib.md5(img.numpy().tobytes()).hexdigest() for img in raw_images[:n_train]}
+    test_hashes = {hashlib.md5(img.numpy().tobytes()).hexdigest() for img in raw_images[n_train:]}
+    assert not train_hashes & test_hashes
+
+    # Offline mode never fetches (or even creates) the train files.
+    raw_dir = t10k_data_dir / "MNIST" / "raw"
+    assert sorted(p.name for p in raw_dir.iterdir()) == sorted(T10K)
+
+
+def test_normal_mode_test_split_with_only_t10k(t10k_data_dir, t10k_raw):
+    x, y = data.load_mnist("test", data_dir=t10k_data_dir, download=False)
+    assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (10000,) and y.dtype == torch.int64
+    assert torch.equal(y, t10k_raw[1])
+    assert torch.equal(x, t10k_raw[0].unsqueeze(1).float() / 255)
+
+
+def test_normal_mode_missing_train_files_raises(t10k_data_dir):
+    raw_dir = t10k_data_dir / "MNIST" / "raw"
+    with pytest.raises(data.MNISTNotFoundError) as info:
+        data.load_mnist("train", data_dir=t10k_data_dir, download=False)
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    assert str(raw_dir) in message
+    assert TRAIN_IMAGES in message and TRAIN_LABELS in message
+    assert data.OFFLINE_SPLIT_ENV in message
+    assert data.DATA_DIR_ENV in message
+
+
+def test_normal_mode_never_falls_back_when_download_fails(monkeypatch, t10k_data_dir):
+    monkeypatch.setattr(data, "MIRRORS", (_closed_port_url(),))
+    with pytest.raises(data.MNISTNotFoundError) as info:
+        data.load_mnist("train", data_dir=t10k_data_dir, download=True)
+    assert TRAIN_IMAGES in str(info.value)
+    raw_dir = t10k_data_dir / "MNIST" / "raw"
+    assert sorted(p.name for p in raw_dir.iterdir()) == sorted(T10K)
+
+
+def test_load_mnist_bad_split(t10k_data_dir):
+    with pytest.raises(ValueError):
+        data.load_mnist("validation", data_dir=t10k_data_dir)
+
+
+def test_cache_cannot_be_corrupted_by_callers(monkeypatch, t10k_data_dir, t10k_raw):
+    for offline in ("0", "1"):
+        monkeypatch.setenv(data.OFFLINE_SPLIT_ENV, offline)
+        x1, y1 = data.load_mnist("test", data_dir=t10k_data_dir)
+        x1.fill_(0.5)
+        y1.fill_(3)
+        x2, y2 = data.load_mnist("test", data_dir=t10k_data_dir)
+        start = data.OFFLINE_TRAIN_SIZE if offline == "1" else 0
+        assert torch.equal(y2, t10k_raw[1][start:])
+        assert torch.equal(x2, t10k_raw[0][start:].unsqueeze(1).float() / 255)
+        assert x2.data_ptr() != x1.data_ptr()
+
+
+# --------------------------------------------------------------------------
+# Parsing IDX files
+# --------------------------------------------------------------------------
+
+
+def _idx_images(n: int, rows: int, cols: int, magic: int = 2051) -> bytes:
+    header = b"".join(v.to_bytes(4, "big") for v in (magic, n, rows, cols))
+    return header + bytes(i % 256 for i in range(n * rows * cols))
+
+
+def test_read_idx_roundtrip(tmp_path):
+    path = tmp_path / "imgs.gz"
+    path.write_bytes(gzip.compress(_idx_images(3, 28, 28)))
+    images = data.read_idx_images(path)
+    assert images.shape == (3, 28, 28) and images.dtype == torch.uint8
+    assert images.flatten()[:300].tolist() == [i % 256 for i in range(300)]
+
+    labels_path = tmp_path / "labels.gz"
+    labels_path.write_bytes(gzip.compress((2049).to_bytes(4, "big") + (4).to_bytes(4, "big") + bytes([7, 0, 9, 1])))
+    labels = data.read_idx_labels(labels_path)
+    assert labels.dtype == torch.int64 and labels.tolist() == [7, 0, 9, 1]
+
+
+def test_read_idx_bad_magic(tmp_path, t10k_data_dir):
+    path = tmp_path / "bad.gz"
+    path.write_bytes(gzip.compress(_idx_images(2, 28, 28, magic=1234)))
+    with pytest.raises(ValueError, match="magic"):
+        data.read_idx_images(path)
+    # A labels file is not an images file and vice versa.
+    raw = t10k_data_dir / "MNIST" / "raw"
+    with pytest.raises(ValueError, match="magic"):
+        data.read_idx_images(raw / TEST_LABELS)
+    with pytest.raises(ValueError, match="magic"):
+        data.read_idx_labels(raw / TEST_IMAGES)
+
+
+def test_read_idx_truncated_and_not_gzip(tmp_path):
+    truncated = tmp_path / "short.gz"
+    truncated.write_bytes(gzip.compress(_idx_images(2, 28, 28)[:-10]))
+    with pytest.raises(ValueError):
+        data.read_idx_images(truncated)
+    broken = tmp_path / "broken.gz"
+    broken.write_bytes(gzip.compress(_idx_images(2, 28, 28))[:40])
+    with pytest.raises(ValueError):
+        data.read_idx_images(broken)
+    tiny = tmp_path / "tiny"
+    tiny.write_bytes(b"\x00\x00")
+    with pytest.raises(ValueError):
+        data.read_idx_labels(tiny)
+
+
+# --------------------------------------------------------------------------
+# Downloading from (local) mirrors
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mirror_server(tmp_path_factory):
+    """Serve good/ (real t10k copies) and bad/ (corrupted copies) over http on 127.0.0.1."""
+    if not all((SHARED_RAW / name).is_file() for name in T10K):
+        pytest.skip(f"offline MNIST t10k files not found in {SHARED_RAW}")
+    root = tmp_path_factory.mktemp("mirror")
+    (root / "good").mkdir()
+    (root / "bad").mkdir()
+    for name in T10K:
+        shutil.copyfile(SHARED_RAW / name, root / "good" / name)
+        content = bytearray((SHARED_RAW / name).read_bytes())
+        content[len(content) // 2] ^= 0xFF
+        (root / "bad" / name).write_bytes(bytes(content))
+    requests: list[str] = []
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    yield {"good": base + "good/", "bad": base + "bad/", "missing": base + "missing/", "requests": requests}
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_download_from_local_mirror(tmp_path, mirror_server):
+    raw_dir = tmp_path / "MNIST" / "raw"
+    for name in T10K:
+        path = data.download(name, raw_dir, mirrors=(mirror_server["good"],), timeout=5)
+        assert path == raw_dir / name
+        assert data.md5sum(path) == data.FILES[name]
+    assert sorted(p.name for p in raw_dir.iterdir()) == sorted(T10K)  # no temp files left
+
+
+def test_download_rejects_corrupted_mirror(tmp_path, mirror_server):
+    raw_dir = tmp_path / "raw"
+    name = TEST_LABELS
+    mirror_server["requests"].clear()
+    path = data.download(name, raw_dir, mirrors=(mirror_server["bad"], mirror_server["good"]), timeout=5)
+    assert data.md5sum(path) == data.FILES[name]
+    assert mirror_server["requests"] == ["/bad/" + name, "/good/" + name]
+    assert [p.name for p in raw_dir.iterdir()] == [name]
+
+
+def test_download_only_corrupted_mirror_fails(tmp_path, mirror_server):
+    raw_dir = tmp_path / "raw"
+    with pytest.raises(data.MNISTNotFoundError):
+        data.download(TEST_LABELS, raw_dir, mirrors=(mirror_server["bad"],), timeout=5)
+    assert list(raw_dir.iterdir()) == []  # the bad file was deleted
+
+
+def test_download_all_mirrors_fail(tmp_path, mirror_server):
+    raw_dir = tmp_path / "raw"
+    with pytest.raises(data.MNISTNotFoundError) as info:
+        data.download(TRAIN_LABELS, raw_dir, mirrors=(mirror_server["missing"], mirror_server["good"]), timeout=5)
+    message = str(info.value)
+    assert TRAIN_LABELS in message
+    assert str(raw_dir) in message
+    assert data.DATA_DIR_ENV in message
+    assert data.OFFLINE_SPLIT_ENV in message
+    assert "404" in message
+    assert not (raw_dir / TRAIN_LABELS).exists()
+
+
+def test_download_skips_mirror_that_is_down(tmp_path, mirror_server):
+    raw_dir = tmp_path / "raw"
+    path = data.download(TEST_LABELS, raw_dir, mirrors=(_closed_port_url(), mirror_server["good"]), timeout=5)
+    assert data.md5sum(path) == data.FILES[TEST_LABELS]
+
+
+def test_download_unknown_name(tmp_path):
+    with pytest.raises(ValueError):
+        data.download("not-mnist.gz", tmp_path, mirrors=())
+
+
+def test_ensure_files_downloads_then_reuses(tmp_path, mirror_server):
+    requests = mirror_server["requests"]
+    requests.clear()
+    raw_dir = data.ensure_files(list(T10K), data_dir=tmp_path, mirrors=(mirror_server["good"],))
+    assert raw_dir == tmp_path / "MNIST" / "raw"
+    assert all(data.md5sum(raw_dir / name) == data.FILES[name] for name in T10K)
+    assert len(requests) == 2
+
+    requests.clear()
+    assert data.ensure_files(list(T10K), data_dir=tmp_path, mirrors=(mirror_server["good"],)) == raw_dir
+    assert requests == []  # existing files are not downloaded again
+
+
+def test_ensure_files_missing_without_download(tmp_path, mirror_server):
+    with pytest.raises(data.MNISTNotFoundError) as info:
+        data.ensure_files(list(TRAIN), data_dir=tmp_path, download_missing=False, mirrors=())
+    message = str(info.value)
+    assert all(name in message for name in TRAIN)
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert data.OFFLINE_SPLIT_ENV in message
+
+    # download_missing=False must not contact any mirror, even a working one.
+    mirror_server["requests"].clear()
+    with pytest.raises(data.MNISTNotFoundError):
+        data.ensure_files(list(T10K), data_dir=tmp_path, download_missing=False, mirrors=(mirror_server["good"],))
+    assert mirror_server["requests"] == []
+    assert not any((tmp_path / "MNIST" / "raw" / name).exists() for name in T10K)
+
+
+def test_ensure_files_corrupt_existing_file(tmp_path):
+    raw_dir = tmp_path / "MNIST" / "raw"
+    raw_dir.mkdir(parents=True)
+    (raw_dir / TEST_LABELS).write_bytes(b"not mnist")
+    with pytest.raises(ValueError, match="corrupt") as info:
+        data.ensure_files([TEST_LABELS], data_dir=tmp_path, mirrors=())
+    assert "delete" in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Transformations
+# --------------------------------------------------------------------------
+
+
+def test_variance_mnist_fresh_noise_and_zeros():
+    images = torch.rand(4, 1, 28, 28)
+    images[:, :, :5] = 0.0
+    a = data.variance_mnist(images)
+    b = data.variance_mnist(images)
+    assert a.shape == images.shape and a.dtype == images.dtype
+    assert not torch.equal(a, b)
+    assert torch.all(a[:, :, :5] == 0) and torch.all(b[:, :, :5] == 0)
+    assert torch.all(a[:, :, 5:] != 0)
+    # The generator is honoured.
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(data.variance_mnist(images, generator=g1), data.variance_mnist(images, generator=g2))
+
+
+def test_variance_mnist_statistics():
+    draws = 4000
+    intensity = torch.linspace(0.05, 1.0, 28 * 28).reshape(1, 1, 28, 28)
+    gen = torch.Generator().manual_seed(0)
+    samples = data.variance_mnist(intensity.expand(draws, 1, 28, 28).contiguous(), generator=gen).double()
+    target = intensity.double()[0]
+    # Sample mean of a*eps has std a/sqrt(n); sample variance has relative std sqrt(2/(n-1)).
+    mean_tol = 5 * target / math.sqrt(draws)
+    var_rel_tol = 5 * math.sqrt(2 / (draws - 1))
+    assert torch.all((samples.mean(0) - 0).abs() <= mean_tol)
+    assert torch.all((samples.var(0) / target**2 - 1).abs() <= var_rel_tol)
+
+
+def test_add_gaussian_noise_statistics():
+    n_side = 300
+    x = torch.rand(n_side, 1, 28, 28)
+    original = x.clone()
+    std = 0.3
+    out = data.add_gaussian_noise(x, std)
+    assert torch.equal(x, original)  # input untouched
+    assert out.shape == x.shape and out.dtype == x.dtype
+    noise = (out - x).double().flatten()
+    n = noise.numel()
+    assert abs(noise.mean().item()) <= 5 * std / math.sqrt(n)
+    assert abs(noise.std().item() - std) <= 5 * std / math.sqrt(2 * (n - 1))
+    assert out.min().item() < 0.0 and out.max().item() > 1.0  # no clipping
+    assert not torch.equal(out, data.add_gaussian_noise(x, std))  # fresh per call
+
+
+def test_add_gaussian_noise_zero_std_and_generator():
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(data.add_gaussian_noise(x, 0.0), x)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(data.add_gaussian_noise(x, 0.5, generator=g1), data.add_gaussian_noise(x, 0.5, generator=g2))
+
+
+def test_downsample():
+    x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
+    y = data.downsample(x)
+    assert y.shape == (2, 1, 14, 14)
+    assert y[0, 0, 0, 0].item() == (0 + 1 + 28 + 29) / 4
+    assert y[0, 0, 1, 2].item() == (60 + 61 + 88 + 89) / 4
+    expected = x.reshape(2, 1, 14, 2, 14, 2).mean(dim=(3, 5))
+    assert torch.equal(y, expected)
+
+
+# --------------------------------------------------------------------------
+# Minibatches
+# --------------------------------------------------------------------------
+
+
+def test_minibatches_cover_every_index_once():
+    n = 103
+    idx = torch.arange(n)
+    gen = torch.Generator().manual_seed(0)
+    epochs = []
+    for _ in range(2):
+        batches = list(data.minibatches(idx, batch_size=10, generator=gen))
+        assert [len(b) for b in batches] == [10] * 10 + [3]
+        order = torch.cat(batches)
+        assert torch.equal(order.sort().values, idx)
+        assert not torch.equal(order, idx)  # actually shuffled
+        epochs.append(order)
+    assert not torch.equal(epochs[0], epochs[1])  # a new permutation per call
+
+
+def test_minibatches_drop_last_and_no_shuffle():
+    idx = torch.arange(10)
+    batches = list(data.minibatches(idx, batch_size=3, shuffle=False))
+    assert [b.tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    batches = list(data.minibatches(idx, batch_size=3, shuffle=False, drop_last=True))
+    assert [b.tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    batches = list(data.minibatches(idx, batch_size=3, drop_last=True))
+    assert [len(b) for b in batches] == [3, 3, 3]
+    assert len(set(torch.cat(batches).tolist())) == 9
+
+
+def test_minibatches_alignment_of_several_tensors():
+    n = 50
+    x = torch.randn(n, 1, 28, 28)
+    y = torch.arange(n)
+    z = torch.arange(n) * 10
+    seen = []
+    for batch in data.minibatches(x, y, z, batch_size=8):
+        assert isinstance(batch, tuple) and len(batch) == 3
+        bx, by, bz = batch
+        assert torch.equal(bx, x[by])
+        assert torch.equal(bz, by * 10)
+        seen.extend(by.tolist())
+    assert sorted(seen) == list(range(n))
+
+
+def test_minibatches_single_tensor_yields_tensors():
+    for batch in data.minibatches(torch.arange(7), batch_size=2):
+        assert isinstance(batch, torch.Tensor)
+
+
+def test_minibatches_errors():
+    with pytest.raises(ValueError):
+        list(data.minibatches(torch.arange(5), torch.arange(6), batch_size=2))
+    with pytest.raises(ValueError):
+        list(data.minibatches(torch.arange(5), batch_size=0))
+    with pytest.raises(ValueError):
+        list(data.minibatches(batch_size=2))
+
+
+def test_module_constants():
+    assert data.DATA_DIR_ENV == "AUTOENCODERS_DATA_DIR"
+    assert data.OFFLINE_SPLIT_ENV == "AUTOENCODERS_OFFLINE_SPLIT"
+    assert data.COURSE_DATA_MOUNT == Path("/coursedata")
+    assert data.OFFLINE_TRAIN_SIZE == 8000
+    assert data.MIRRORS[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
+    assert all(url.endswith("/") for url in data.MIRRORS)
+    assert data.FILES == {
+        TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
+        TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
+        TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
+    }
+    assert issubclass(data.MNISTNotFoundError, FileNotFoundError)
