@@ -34,7 +34,11 @@ def _read_state_dict(path: Path, max_bytes: int) -> dict:
             "allowed. Save only the model's state_dict (use save_model) and keep the model small.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" not in str(error):  # anything but a blocked class or function: not a checkpoint
+            raise CheckpointError(
+                f"{path.name} is not a PyTorch checkpoint (it could not be read: {str(error)[:200]}). "
+                "Save it again with save_model(model, filename) and resubmit it.") from None
         raise CheckpointError(
             f"{path.name} holds Python objects other than tensors (for example a whole model saved with "
             "torch.save(model, ...)), which are not loaded for safety. Save only the parameters with "

@@ -1,0 +1,1 @@
+"""Helper code for the autoencoders assignment: MNIST data, checkpoints, evaluation and plots."""
