@@ -299,7 +299,7 @@ print("Visible tests passed.")
 # * Train a logistic-regression classifier on the codes of training images and measure its accuracy
 #   on the codes of test images (`classifier_accuracy` does this). **Good:** above 0.80; a reference
 #   solution reaches about 0.86, and raw pixels give about 0.92.
-# * Map the 10-D codes of 2,000 test images to 2-D with t-SNE and colour them by label.
+# * Map the 10-D codes of 1,000 test images to 2-D with t-SNE and colour them by label.
 
 # %%
 train_codes = encode(ae10.encoder, x_train[:10000])
@@ -310,8 +310,8 @@ print(f"logistic regression on the codes: test accuracy {accuracy:.3f}")
 # %%
 from sklearn.manifold import TSNE
 
-tsne_map = TSNE(n_components=2, init="pca", random_state=0).fit_transform(test_codes[:2000].numpy())
-scatter_codes(torch.as_tensor(tsne_map), y_test[:2000], title="t-SNE of the 10-D codes")
+tsne_map = TSNE(n_components=2, init="pca", random_state=0).fit_transform(test_codes[:1000].numpy())
+scatter_codes(torch.as_tensor(tsne_map), y_test[:1000], title="t-SNE of the 10-D codes")
 
 # %% kind="tests" grade_id="test_classifier" points=2
 # Hidden tests train a logistic-regression classifier on the codes of your saved encoder and check
