@@ -9,9 +9,7 @@ import time
 from pathlib import Path
 
 from grader import notebooks, pipeline, submissions
-from grader.variants import ae as ae_variants
-
-NOTEBOOK_VARIANTS = {"1_ae": ae_variants}
+from grader.variants import variants_of
 
 
 def notebook_names() -> list[str]:
@@ -98,11 +96,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     references = {name: pipeline.train_reference(name) for name in notebook_names()}
     print("[3/5] preparing demo submissions in submitted/")
     students = ["reference", "blank"]
-    for name, reference in references.items():
-        submissions.submit_reference(root, "reference", name, reference)
-        submissions.submit_blank(root, "blank", name)
-        variants = {variant.name: variant for variant in NOTEBOOK_VARIANTS[name].VARIANTS}
-        for variant_name in NOTEBOOK_VARIANTS[name].DEMO:
+    for index, (name, reference) in enumerate(references.items()):
+        submissions.submit_reference(root, "reference", name, reference, fresh=index == 0)
+        submissions.submit_blank(root, "blank", name, fresh=index == 0)
+        variants = {variant.name: variant for variant in variants_of(name).VARIANTS}
+        for variant_name in variants_of(name).DEMO:
             student = f"wrong-{variant_name.replace('_', '-')}"
             submissions.submit_variant(root, student, variants[variant_name], reference)
             students.append(student)

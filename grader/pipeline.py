@@ -175,11 +175,13 @@ def fill_release(release_notebook: nbformat.NotebookNode, source_notebook: nbfor
     return notebook
 
 
-def submit(root: Path, student: str, files: dict[str, nbformat.NotebookNode | Path | bytes]) -> Path:
-    """Place a student's files in `submitted/<student>/<assignment>/` of the course directory."""
+def submit(root: Path, student: str, files: dict[str, nbformat.NotebookNode | Path | bytes],
+           fresh: bool = True) -> Path:
+    """Place a student's files in `submitted/<student>/<assignment>/` (emptied first when `fresh`)."""
     folder = root / "submitted" / student / ASSIGNMENT
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         if isinstance(content, nbformat.NotebookNode):
             notebooks.write(content, folder / name)

@@ -44,17 +44,17 @@ def checkpoints(reference_dir: Path, name: str) -> dict[str, Path]:
     return {path.name: path for path in sorted(reference_dir.glob(f"{name}_*.pth"))}
 
 
-def submit_reference(root: Path, student: str, name: str, reference_dir: Path) -> Path:
+def submit_reference(root: Path, student: str, name: str, reference_dir: Path, fresh: bool = True) -> Path:
     """Submit the reference solution of notebook `name` with its trained checkpoints."""
     release, source = _notebooks(root, name)
     return pipeline.submit(root, student, {f"{name}.ipynb": pipeline.fill_release(release, source),
-                                           **checkpoints(reference_dir, name)})
+                                           **checkpoints(reference_dir, name)}, fresh)
 
 
-def submit_blank(root: Path, student: str, name: str) -> Path:
+def submit_blank(root: Path, student: str, name: str, fresh: bool = True) -> Path:
     """Submit the untouched release notebook, as a student who did nothing would."""
     release, _ = _notebooks(root, name)
-    return pipeline.submit(root, student, {f"{name}.ipynb": release})
+    return pipeline.submit(root, student, {f"{name}.ipynb": release}, fresh)
 
 
 def submit_variant(root: Path, student: str, variant: Variant, reference_dir: Path) -> Path:

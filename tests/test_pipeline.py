@@ -1,40 +1,43 @@
 """End to end through nbgrader itself: release, autograde of reference, blank, wrong and hostile submissions."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from grader import notebooks, pipeline, submissions
-from grader.variants import ae as variants
+from grader.variants import MODULES, Variant, variants_of
 
-NOTEBOOK = "1_ae"
-SOURCE = notebooks.read(pipeline.SOURCE / f"{NOTEBOOK}.ipynb")
-POINTS = notebooks.points(SOURCE)
-FULL = sum(POINTS.values())
+NOTEBOOKS = sorted(MODULES)
+POINTS = {name: notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb")) for name in NOTEBOOKS}
+CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS]
 KERNEL_EXIT = "import os\nos._exit(1)\n"
 
 
 @pytest.fixture(scope="module")
-def graded(course, reference_dir) -> dict[str, pipeline.GradeReport]:
-    """Autograde every demo and test submission once; reports by student id."""
-    submissions.submit_reference(course, "reference", NOTEBOOK, reference_dir)
-    submissions.submit_blank(course, "blank", NOTEBOOK)
-    for variant in variants.VARIANTS:
-        submissions.submit_variant(course, variant.name, variant, reference_dir)
-    folder = pipeline.submit(course, "broken-json", {f"{NOTEBOOK}.ipynb": b'{"cells": [ this is not json'})
-    folder = submissions.submit_reference(course, "shadowing-files", NOTEBOOK, reference_dir)
+def graded(course) -> dict[str, pipeline.GradeReport]:
+    """Autograde every test submission once; reports by student id."""
+    references = {name: pipeline.train_reference(name) for name in NOTEBOOKS}
+    for index, (name, reference) in enumerate(references.items()):
+        submissions.submit_reference(course, "reference", name, reference, fresh=index == 0)
+        submissions.submit_blank(course, "blank", name, fresh=index == 0)
+    for name, variant in CASES:
+        submissions.submit_variant(course, f"{name}-{variant.name}", variant, references[name])
+    pipeline.submit(course, "broken-json", {"1_ae.ipynb": b'{"cells": [ this is not json'})
+    folder = submissions.submit_reference(course, "shadowing-files", "1_ae", references["1_ae"])
     (folder / "grader.py").write_text("raise SystemExit('a student file shadowed the grader')\n")
     (folder / "torch.py").write_text("raise SystemExit('a student file shadowed torch')\n")
-    submissions.submit_variant(course, "kernel-exit", variants.Variant(
-        "kernel_exit", NOTEBOOK, "kills its kernel", cells={"plot": KERNEL_EXIT}, fails=frozenset(POINTS)),
-        reference_dir)
+    submissions.submit_variant(course, "kernel-exit", Variant(
+        "kernel_exit", "1_ae", "kills its kernel", cells={"plot": KERNEL_EXIT}, fails=frozenset(POINTS["1_ae"])),
+        references["1_ae"])
     students = sorted(p.name for p in (course / "submitted").iterdir())
     return {student: pipeline.autograde(course, student) for student in students}
 
 
-def lost(report: pipeline.GradeReport) -> set[str]:
-    """Grade cells of 1_ae that did not get full points."""
-    scores = report.scores.get(NOTEBOOK, {})
-    return {gid for gid, points in POINTS.items() if points > 0 and scores.get(gid, 0.0) < points}
+def lost(report: pipeline.GradeReport, name: str) -> set[str]:
+    """Grade cells of notebook `name` that did not get full points."""
+    scores = report.scores.get(name, {})
+    return {gid for gid, points in POINTS[name].items() if points > 0 and scores.get(gid, 0.0) < points}
 
 
 def test_release_leaks_nothing(course):
@@ -42,46 +45,47 @@ def test_release_leaks_nothing(course):
 
 
 def test_leak_check_catches_a_leak(course, tmp_path):
-    import shutil
-
     release = tmp_path / "release"
     shutil.copytree(course / "release" / pipeline.ASSIGNMENT, release)
-    notebook = notebooks.read(release / f"{NOTEBOOK}.ipynb")
+    notebook = notebooks.read(release / "1_ae.ipynb")
     notebook.cells[-1].source += "\nrho_hat = activations.mean(dim=0)  # a line of the solution\n"
-    notebooks.write(notebook, release / f"{NOTEBOOK}.ipynb")
+    notebooks.write(notebook, release / "1_ae.ipynb")
     (release / "grader").mkdir()
     problems = pipeline.release_problems(release)
     assert any("secret line" in p for p in problems) and any(p.startswith("grader") for p in problems)
 
 
-def test_reference_gets_full_marks(graded):
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_reference_gets_full_marks(graded, name):
     report = graded["reference"]
-    assert report.error == "" and report.total(NOTEBOOK) == FULL, report.scores
+    assert report.error == "" and report.total(name) == sum(POINTS[name].values()), report.scores
 
 
-def test_blank_release_gets_zero(graded):
-    assert graded["blank"].total(NOTEBOOK) == 0 and graded["blank"].scores, graded["blank"].scores
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_blank_release_gets_zero(graded, name):
+    assert graded["blank"].total(name) == 0 and name in graded["blank"].scores, graded["blank"].scores
 
 
-@pytest.mark.parametrize("variant", variants.VARIANTS, ids=lambda v: v.name)
-def test_variant_loses_exactly_its_points(graded, variant, course):
-    report = graded[variant.name]
-    assert lost(report) == set(variant.fails), report.scores
-    assert report.total(NOTEBOOK) == FULL - sum(POINTS[g] for g in variant.fails)
+@pytest.mark.parametrize("name, variant", CASES, ids=lambda case: getattr(case, "name", case))
+def test_variant_loses_exactly_its_points(graded, name, variant, course):
+    report = graded[f"{name}-{variant.name}"]
+    assert lost(report, name) == set(variant.fails), report.scores
+    assert report.total(name) == sum(POINTS[name].values()) - sum(POINTS[name][g] for g in variant.fails)
     assert not (course / submissions.PAYLOAD_MARKER).exists(), "a submitted checkpoint ran code"
 
 
 def test_student_files_cannot_shadow_modules(graded):
-    assert graded["shadowing-files"].total(NOTEBOOK) == FULL, graded["shadowing-files"].scores
+    assert graded["shadowing-files"].total("1_ae") == sum(POINTS["1_ae"].values()), graded["shadowing-files"].scores
 
 
 def test_broken_submissions_cost_only_that_student(graded):
     assert graded["broken-json"].total() == 0 and graded["broken-json"].error
     assert graded["kernel-exit"].total() == 0
-    assert graded["shadowing-files"].total() == FULL  # graded after both, in alphabetical order
+    assert graded["shadowing-files"].total() > 0  # graded after both, in alphabetical order
 
 
 def test_feedback_is_written(graded, course):
     feedback = pipeline.generate_feedback(course)
-    html = (feedback / "reference" / pipeline.ASSIGNMENT / f"{NOTEBOOK}.html").read_text()
-    assert f"Score: {FULL:g}" in html or f"{FULL:g} / {FULL:g}" in html
+    html = (feedback / "reference" / pipeline.ASSIGNMENT / "1_ae.html").read_text()
+    full = sum(POINTS["1_ae"].values())
+    assert f"Score: {full:.1f} / {full:.1f}" in html

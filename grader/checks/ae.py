@@ -179,16 +179,21 @@ def collect_trained_codes(Encoder: Callable, Decoder: Callable) -> dict:
             "test_labels": test_labels, "reconstructions": as_plain(reconstructions), "test_images": test_images}
 
 
-def judge_reconstruction(out: dict) -> None:
-    """The trained 10-D autoencoder reconstructs held-out images with a low per-pixel MSE."""
+def judge_test_mse(out: dict, figure: str, model: str) -> None:
+    """Reconstructions of the held-out images reach the per-pixel MSE threshold of `figure`."""
     reconstructions = require_tensor(out["reconstructions"], "reconstructions of the test images",
                                      tuple(out["test_images"].shape))
     mse = mse_per_pixel(reconstructions, out["test_images"])
-    limit = FIGURES["ae10_mse"].threshold
+    limit = FIGURES[figure].threshold
     assert mse < limit, (
-        f"Your trained 10-D autoencoder reconstructs test images with a per-pixel MSE of {mse:.4f}; it should be "
-        f"below {limit} (a reference solution reaches about {FIGURES['ae10_mse'].reference}). Train longer or "
+        f"Your trained {model} reconstructs test images with a per-pixel MSE of {mse:.4f}; it should be "
+        f"below {limit} (a reference solution reaches about {FIGURES[figure].reference}). Train longer or "
         "with a larger network, then save and submit the checkpoints again.")
+
+
+def judge_reconstruction(out: dict) -> None:
+    """The trained 10-D autoencoder reconstructs held-out images with a low per-pixel MSE."""
+    judge_test_mse(out, "ae10_mse", "10-D autoencoder")
 
 
 def judge_classifier(out: dict) -> None:
@@ -262,13 +267,7 @@ def collect_trained_compression(CompressionAutoencoder: Callable) -> dict:
 
 def judge_trained_compression(out: dict) -> None:
     """The trained compression autoencoder reconstructs held-out images well."""
-    reconstructions = require_tensor(out["reconstructions"], "reconstructions of the test images",
-                                     tuple(out["test_images"].shape))
-    mse = mse_per_pixel(reconstructions, out["test_images"])
-    limit = FIGURES["compression_mse"].threshold
-    assert mse < limit, (
-        f"Your trained compression autoencoder reaches a per-pixel test MSE of {mse:.4f}; it should be below "
-        f"{limit} (a reference solution reaches about {FIGURES['compression_mse'].reference}).")
+    judge_test_mse(out, "compression_mse", "compression autoencoder")
 
 
 @hidden_check

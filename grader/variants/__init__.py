@@ -6,8 +6,12 @@ correct solution written differently, which must get full marks.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
+from types import ModuleType
 
+# Each notebook's variants live in grader/variants/<module>.py, its checks in grader/checks/<module>.py.
+MODULES = {"1_ae": "ae"}
 TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture")
 
 
@@ -31,3 +35,8 @@ class Variant:
     def correct(self) -> bool:
         """Whether this variant must get full marks."""
         return not self.fails
+
+
+def variants_of(notebook: str) -> ModuleType:
+    """The variants module of a notebook (it defines VARIANTS and DEMO)."""
+    return importlib.import_module(f"grader.variants.{MODULES[notebook]}")
