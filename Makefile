@@ -5,7 +5,7 @@ VENV ?= .venv
 DATA ?= ../shared/data
 BIN := $(VENV)/bin
 
-.PHONY: install demo test check
+.PHONY: install sandbox demo test check
 
 $(BIN)/aecourse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(BIN)/aecourse: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(BIN)/aecourse
+install: $(BIN)/aecourse sandbox
+
+# Autograde kernels run in bubblewrap (grader/sandbox.py); install it when we can (root, apt).
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); } \
+		|| echo "WARNING: bubblewrap missing: install it (apt-get install bubblewrap) to sandbox grading kernels"
 
 demo: install
 	$(BIN)/aecourse demo --data-dir $(DATA) --offline-split

@@ -24,3 +24,12 @@ c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?i)warn"
+
+# Autograde kernels run in a bubblewrap sandbox when it is installed (see grader/sandbox.py).
+try:
+    from grader.sandbox import autograde_preprocessors, sandbox_enabled
+except ImportError:  # the grader package is not installed: nothing to autograde with anyway
+    pass
+else:
+    if sandbox_enabled():
+        c.Autograde.autograde_preprocessors = autograde_preprocessors()

@@ -12,6 +12,17 @@ NOTEBOOKS = sorted(MODULES)
 POINTS = {name: notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb")) for name in NOTEBOOKS}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS]
 KERNEL_EXIT = "import os\nos._exit(1)\n"
+# A solution cell that tries to leave its grading folder: write into the course, copy the gradebook.
+ESCAPE = """
+import pathlib
+course = pathlib.Path.cwd().parents[2]
+for attempt in (lambda: (course / "escaped").write_text("x"),
+                lambda: (pathlib.Path.cwd() / "stolen").write_bytes((course / "gradebook.db").read_bytes())):
+    try:
+        attempt()
+    except OSError as error:
+        print("blocked:", type(error).__name__)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +41,10 @@ def graded(course) -> dict[str, pipeline.GradeReport]:
     submissions.submit_variant(course, "kernel-exit", Variant(
         "kernel_exit", "1_ae", "kills its kernel", cells={"plot": KERNEL_EXIT}, fails=frozenset(POINTS["1_ae"])),
         references["1_ae"])
+    source = notebooks.read(course / "source" / pipeline.ASSIGNMENT / "1_ae.ipynb")
+    plot = notebooks.solution_code(notebooks.cells_by_grade_id(source)["plot"].source)
+    submissions.submit_variant(course, "escape-attempt", Variant(
+        "escape_attempt", "1_ae", "tries to leave its folder", cells={"plot": ESCAPE + plot}), references["1_ae"])
     students = sorted(p.name for p in (course / "submitted").iterdir())
     return {student: pipeline.autograde(course, student) for student in students}
 
@@ -82,6 +97,16 @@ def test_broken_submissions_cost_only_that_student(graded):
     assert graded["broken-json"].total() == 0 and graded["broken-json"].error
     assert graded["kernel-exit"].total() == 0
     assert graded["shadowing-files"].total() > 0  # graded after both, in alphabetical order
+
+
+def test_kernels_are_sandboxed(graded, course):
+    from grader.sandbox import sandbox_enabled
+
+    assert sandbox_enabled(), "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    assert graded["escape-attempt"].total("1_ae") == sum(POINTS["1_ae"].values())
+    assert not (course / "escaped").exists(), "student code wrote into the course directory"
+    assert not (course / "autograded" / "escape-attempt" / pipeline.ASSIGNMENT / "stolen").exists(), \
+        "student code read the gradebook"
 
 
 def test_feedback_is_written(graded, course):
