@@ -100,9 +100,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         submissions.submit_reference(root, "reference", name, reference, fresh=index == 0)
         submissions.submit_blank(root, "blank", name, fresh=index == 0)
         variants = {variant.name: variant for variant in variants_of(name).VARIANTS}
-        for variant_name in variants_of(name).DEMO:
+        for variant_name in getattr(variants_of(name), "DEMO", ()):
             student = f"wrong-{variant_name.replace('_', '-')}"
             submissions.submit_variant(root, student, variants[variant_name], reference)
+            for other, other_reference in references.items():  # everything else this student got right
+                if other != name:
+                    submissions.submit_reference(root, student, other, other_reference, fresh=False)
             students.append(student)
     print("[4/5] autograding (nbgrader autograde, one student at a time)")
     reports = []
