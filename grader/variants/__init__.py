@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 # Each notebook's variants live in grader/variants/<module>.py, its checks in grader/checks/<module>.py.
-MODULES = {"1_ae": "ae"}
+MODULES = {"1_ae": "ae", "3_vae": "vae", "4_tsne": "tsne"}
 TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture")
 
 
