@@ -101,7 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         submissions.submit_blank(root, "blank", name, fresh=index == 0)
         variants = {variant.name: variant for variant in variants_of(name).VARIANTS}
         for variant_name in getattr(variants_of(name), "DEMO", ()):
-            student = f"wrong-{variant_name.replace('_', '-')}"
+            student = f"wrong-{name}-{variant_name.replace('_', '-')}"
             submissions.submit_variant(root, student, variants[variant_name], reference)
             for other, other_reference in references.items():  # everything else this student got right
                 if other != name:
