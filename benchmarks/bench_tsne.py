@@ -83,7 +83,7 @@ def main() -> None:
     exact = runs["sklearn TSNE, method='exact'"]["seconds"]
     print(f"{'run':46s} {'KL':>7s} {'KL p30':>7s} {'T(5)':>6s} {'1-NN':>6s} {'seconds':>8s} {'x exact':>8s}")
     for name, row in runs.items():
-        print(f"{name:46s} {row['KL']:7.3f} {row['KL p30']:7.3f} {row['T(5)']:6.3f} {row['1-NN']:6.3f} "
+        print(f"{name:46s} {row['KL']:7.4f} {row['KL p30']:7.3f} {row['T(5)']:6.3f} {row['1-NN']:6.3f} "
               f"{row['seconds']:8.2f} {row['seconds'] / exact:8.2f}")
     print("KL is under each run's own P (sigma 10 or perplexity 30); 'KL p30' under the perplexity-30 P for all.")
 
