@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from grader import notebooks, pipeline, submissions
-from grader.variants import MODULES, variants_of
+from grader.variants import notebooks_under_test, variants_of
 
-NOTEBOOKS = sorted(MODULES)
+NOTEBOOKS = notebooks_under_test()
 SOURCES = {name: notebooks.build_notebook(pipeline.SOURCE / f"{name}.py") for name in NOTEBOOKS}
 HIDDEN = {name: notebooks.hidden_tests(source) for name, source in SOURCES.items()}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS if not variant.retrain]

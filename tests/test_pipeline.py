@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from grader import notebooks, pipeline, submissions
-from grader.variants import MODULES, Variant, variants_of
+from grader.variants import notebooks_under_test, Variant, variants_of
 
-NOTEBOOKS = sorted(MODULES)
+NOTEBOOKS = notebooks_under_test()
 POINTS = {name: notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb")) for name in NOTEBOOKS}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS]
 KERNEL_EXIT = "import os\nos._exit(1)\n"

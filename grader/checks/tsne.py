@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.overrides import TorchFunctionMode
 
-from grader.checks.common import as_plain, grading_device, hidden_check, require_tensor, split
+from grader.checks.common import as_plain, grading_device, hidden_check, require_tensor, single_thread, split
 from grader.reference import TSNE as FIGURES
 
 # --- the reference implementation -----------------------------------------------------------------
@@ -146,17 +146,6 @@ def reference_helpers(function: Callable, keep: tuple[str, ...] = ()) -> Iterato
                 namespace.pop(name, None)
             else:
                 namespace[name] = value
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside, and restore the thread count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _CallCounter(TorchFunctionMode):

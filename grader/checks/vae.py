@@ -6,7 +6,6 @@ a mistake in one of those functions then costs only the cell that tests it.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Callable
 
@@ -16,7 +15,7 @@ from torch import nn
 from aelib.data import variance_mnist
 from aelib.evaluation import classifier_accuracy
 from grader.checks.common import (as_plain, construct, hidden_check, load_submitted, require_tensor,
-                                  split, train_briefly)
+                                  single_thread, split, train_briefly)
 from grader.reference import VAE as FIGURES
 
 ENCODER_FILE, DECODER_FILE, BERNOULLI_FILE = "3_vae_encoder.pth", "3_vae_decoder.pth", "3_vae_bernoulli.pth"
@@ -411,20 +410,9 @@ def negative_elbo(encoder: nn.Module, decoder: nn.Module, noisy: torch.Tensor, s
     return torch.cat(values)
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Run on one CPU thread: as fast for these small batches, reproducible, and no thrashing on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def collect_vae_learns(Encoder: Callable, Decoder: Callable) -> dict:
     """Test negative ELBO of a fresh Encoder(10) and Decoder(10) before and after 300 Adam steps (one thread)."""
-    with one_thread():
+    with single_thread():
         return _brief_training(Encoder, Decoder)
 
 
