@@ -34,6 +34,36 @@ AE = {
     "brief_training_mse": Figure(reference=0.0393, threshold=0.055, higher_is_better=False),
 }
 
+DAE = {
+    # 2_dae, measured on the reference checkpoints trained in offline mode (the notebook's seeds), with the
+    # grader's own fixed noise (std 0.2) on the held-out split. "Alternative" is the correct variant
+    # other_architectures_retrained (MLP Denoiser, convolutional DAE on x ** 2, upsample-then-convolve
+    # SuperResolution), trained by executing the notebook.
+    # Conv Denoiser (5 epochs): test MSE against the clean images. The noisy inputs give 0.040 (0.021 if
+    # clipped to [0, 1]); the alternative MLP 784-512-784 reaches 0.0096; a Denoiser without its sigmoid,
+    # loaded with the reference weights, 0.07. Threshold 3x the reference, 2.7x below the noisy inputs.
+    "denoiser_mse": Figure(reference=0.0049, threshold=0.015, higher_is_better=False),
+    # Fresh DAE(10) after 300 Adam steps (lr 1e-3, batch 64, one thread) on corrupted varianceMNIST: test MSE
+    # on 500 images against the clean varianceMNIST images. Untrained: 0.043; noisy inputs: 0.040; the
+    # alternative reaches 0.0137. Without the gate (plain AE), an additive gate x + f or a gate on ones the
+    # best is 0.040 or worse. Margin 48 %.
+    "brief_dae_mse": Figure(reference=0.0169, threshold=0.025, higher_is_better=False),
+    # Trained DAE (25 epochs): test MSE against the clean varianceMNIST images (noisy 0.040, all zeros 0.123,
+    # the optimal gate from the true intensities 0.0065); the alternative reaches 0.0097. Margin 58 %.
+    "dae_mse": Figure(reference=0.0101, threshold=0.016, higher_is_better=False),
+    # Logistic regression on the codes z of noisy varianceMNIST images (train 8,000, test 2,000); the
+    # alternative reaches 0.840. A published run of this task reached 0.88 on the full data set, with the
+    # course threshold 0.83 there. Margin 9 %.
+    "dae_accuracy": Figure(reference=0.854, threshold=0.78, higher_is_better=True),
+    # Fresh SuperResolution() after 200 Adam steps (lr 1e-3, batches of 32, one thread): test MSE on 500
+    # images; bicubic interpolation gives 0.0091 there, the alternative (no skip connection) 0.0056; a model
+    # that learns one fixed image 0.07. Threshold below bicubic.
+    "brief_superres_mse": Figure(reference=0.0030, threshold=0.0075, higher_is_better=False),
+    # Trained SuperResolution (3 epochs): test MSE on the 2,000 held-out images; nearest 0.0167, bilinear
+    # 0.0147, bicubic 0.0092, the alternative 0.0027. Threshold 30 % below bicubic.
+    "superres_mse": Figure(reference=0.0019, threshold=0.0065, higher_is_better=False),
+}
+
 TSNE = {
     # Hidden check of tsne (grader/checks/tsne.py): the student's tsne on the first 300 images of the
     # test split, 300 iterations from seed 3, one CPU thread. The test split differs between offline
@@ -90,4 +120,36 @@ VAE = {
     # Bernoulli VAE 784-128-64-10 (Adam 1e-4, batch 128, 50 epochs): mean BCE per pixel of test images decoded
     # from z_mean; the average training image gives 0.274. Margin 15 %.
     "bernoulli_test_bce": Figure(reference=0.2004, threshold=0.23, higher_is_better=False),
+}
+
+CONV_AAE = {
+    # 5_conv_aae, measured on the reference checkpoints trained in offline mode (the notebook's seeds, one thread).
+    # Short run of the student's ConvEncoder(10) + ConvDecoder(10) from scratch: 400 Adam steps (lr 1e-3, batches
+    # of 64, the grader's MSE), test MSE on 500 held-out images; before training 0.246, the mean image 0.067 (what a
+    # decoder that ignores its codes reaches). Margin 42 %.
+    "brief_training_mse": Figure(reference=0.0351, threshold=0.050, higher_is_better=False),
+    # Convolutional autoencoder with 10-D codes (46,203 parameters, 15 epochs): per-pixel test MSE. The threshold
+    # is the fully connected 10-D autoencoder of 1_ae (436,890 parameters, 10 epochs: 0.0239); PCA-10 0.036.
+    # Margin 19 %.
+    "ae10_mse": Figure(reference=0.0194, threshold=0.0239, higher_is_better=False),
+    # Convolutional VAE with 10-D codes (15 epochs, full ELBO): negative ELBO per test image in nats (BCE summed over
+    # pixels + KL), one seeded sample per image; the mean image alone costs about 215 nats of BCE. Margin 13 %.
+    "vae_test_elbo": Figure(reference=119.7, threshold=135.0, higher_is_better=False),
+    # The student's Discriminator(8) trained 300 Adam steps (lr 1e-3, batches of 128, BCE with logits) to tell
+    # N(0, I) from N(1, 0.25 I): accuracy of the sign of its logits on 4,000 new points. A discriminator ending in a
+    # sigmoid never outputs a negative logit (0.5, and its outputs lie in [0, 1], which the check names). Margin 9 %.
+    "discriminator_accuracy": Figure(reference=0.989, threshold=0.90, higher_is_better=True),
+    # Adversarial autoencoder, 8-D Gaussian prior (15 epochs): statistics of the codes of the 2,000 test images.
+    # GAN training is noisy, so the thresholds cover the spread of four training seeds of the same recipe
+    # (0, 1, 2, 3): largest |mean| 0.40, 0.36, 0.71, 0.54; variances 0.83-1.19, 0.64-1.23, 0.62-1.09, 0.70-1.20;
+    # MMD 0.055, 0.050, 0.086, 0.068; MSE 0.0255, 0.0252, 0.0264, 0.0257. A plain autoencoder's codes (the 10-D conv
+    # AE's first 8 dimensions, or an 8-D one) have means up to 10, variances 0.05-50 and an MMD above 2.
+    "aae_abs_mean": Figure(reference=0.40, threshold=1.0, higher_is_better=False),
+    "aae_min_variance": Figure(reference=0.83, threshold=0.4, higher_is_better=True),
+    "aae_max_variance": Figure(reference=1.19, threshold=2.5, higher_is_better=False),
+    # Unbiased squared MMD (Gaussian kernels of widths 0.5, 1, 2, 4 times sqrt(8)) against 2,000 fixed prior samples;
+    # prior samples themselves score 0.000, N(0, 0.25 I) 0.27, N(0, 4 I) 0.32, N(0.5, I) 0.17.
+    "aae_mmd": Figure(reference=0.055, threshold=0.20, higher_is_better=False),
+    # Per-pixel test MSE of the adversarial autoencoder (the plain 10-D conv AE: 0.0194). Margin 37 %.
+    "aae_mse": Figure(reference=0.0255, threshold=0.035, higher_is_better=False),
 }

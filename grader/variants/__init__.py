@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 # Each notebook's variants live in grader/variants/<module>.py, its checks in grader/checks/<module>.py.
-MODULES = {"1_ae": "ae", "3_vae": "vae", "4_tsne": "tsne"}
+MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
 TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture")
 
 

@@ -1,0 +1,590 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Denoising autoencoders
+#
+# A *denoising* autoencoder (DAE) is trained on corrupted inputs $\tilde x$ and asked to give back the
+# clean images $x$: it minimises $\frac1D \sum_d \big(g(\tilde x)_d - x_d\big)^2$. To undo the
+# corruption it has to learn what images of the data set look like, and its bottleneck codes become
+# useful features on the way.
+#
+# In this notebook you will
+# 1. write `add_noise` and a training function, and train a small convolutional autoencoder that
+#    removes Gaussian noise from MNIST digits;
+# 2. build a DAE with a multiplicative gate for varianceMNIST, where a plain autoencoder cannot work,
+#    and judge its codes with a classifier and a t-SNE map;
+# 3. train a network that doubles the resolution of digits (14x14 to 28x28) and compare it with
+#    classic interpolation;
+# 4. see what the MNIST denoiser does with images unlike its training data.
+#
+# **How grading works.** Cells marked as tests check your code. Some checks are visible here; more
+# are hidden and run when your notebook is graded. The hidden tests call your functions on small
+# inputs, train your `DAE` and `SuperResolution` from scratch for a few hundred steps, and load the
+# models you saved: `2_dae_denoiser.pth`, `2_dae_variance.pth` and `2_dae_superres.pth`. Grading
+# never trains them for you, so submit those three files with the notebook.
+#
+# **`skip_training`.** While you work, keep `skip_training = False` so the training cells train and
+# save your models. Once they are saved you can set it to `True`: the notebook then loads the saved
+# models instead of training again. During grading it is always `True`.
+
+# %%
+skip_training = False
+
+# %% kind="guard" grade_id="skip_training_guard" points=0
+# This cell is locked. While your notebook is graded it sets skip_training = True, so grading only
+# loads the models you saved and never trains.
+### BEGIN HIDDEN TESTS
+skip_training = True
+### END HIDDEN TESTS
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from aelib.checkpoints import load_model, save_model
+from aelib.data import downsample, load_mnist, minibatches, variance_mnist
+from aelib.evaluation import classifier_accuracy, mse_per_pixel
+from aelib.plotting import scatter_codes, show_images
+from aelib.training import pick_device, progress
+
+device = pick_device(skip_training)
+print("Using", device)
+
+# %% [markdown]
+# ## Data and two helpers
+#
+# `load_mnist(split)` returns images `(N, 1, 28, 28)` with values in $[0, 1]$ and their labels.
+# The models of this notebook return either an image batch or, like the `DAE` below, a tuple
+# `(codes, images)`. `output_images` picks the images out of either; `predict` runs a model on many
+# inputs in batches, without gradients, and returns the output images on the CPU.
+
+# %%
+x_train, y_train = load_mnist("train")
+x_test, y_test = load_mnist("test")
+print("training images:", tuple(x_train.shape), " test images:", tuple(x_test.shape))
+
+
+def output_images(output):
+    """The image batch of a model's output: the output itself, or the last element of a tuple."""
+    return output[-1] if isinstance(output, tuple) else output
+
+
+@torch.no_grad()
+def predict(model, inputs, batch_size=1000):
+    """The output images of `model` for `inputs`, computed in batches without gradients, on the CPU."""
+    model.eval()
+    model_device = next(model.parameters()).device
+    return torch.cat([output_images(model(inputs[i:i + batch_size].to(model_device))).cpu()
+                      for i in range(0, len(inputs), batch_size)])
+
+
+# %% [markdown]
+# ## 1. Removing Gaussian noise from MNIST
+#
+# ### 1.1 Corrupting the images
+#
+# Write `add_noise(x, std=0.2)`: return a **new** tensor $\tilde x = x + n$ where every element of
+# $n$ is drawn independently from $\mathcal N(0, \texttt{std}^2)$ and $n$ has the shape of `x`.
+#
+# * `std` is the **standard deviation** of the noise (not its variance);
+# * draw new noise on every call (`torch.randn_like` helps); do not fix a seed inside the function;
+# * do **not** clip the result to $[0, 1]$: the noisy values may go below 0 and above 1;
+# * leave `x` itself unchanged (no in-place operations on it).
+#
+# With `std = 0.2` the noisy images differ from the clean ones by a mean squared error of
+# $0.2^2 = 0.040$ per pixel. That is the number every denoiser below must beat.
+
+# %% kind="solution" grade_id="add_noise"
+def add_noise(x, std=0.2):
+    """x plus independent Gaussian noise of standard deviation std (a new tensor, no clipping)."""
+    ### BEGIN SOLUTION
+    return x + std * torch.randn_like(x)
+    ### END SOLUTION
+
+
+# %% [markdown]
+# The hidden test draws the noise for many images and checks that its mean is 0 and its variance
+# `std ** 2` (within six standard errors, for the default and for other values of `std`), that
+# neighbouring pixels and different images get independent noise, that two calls differ, and that
+# `x` is left as it was.
+
+# %% kind="tests" grade_id="test_add_noise" points=2
+clean_batch = x_test[:8].clone()
+noisy_batch = add_noise(clean_batch)
+assert isinstance(noisy_batch, torch.Tensor), "add_noise should return a tensor"
+assert noisy_batch.shape == clean_batch.shape, f"add_noise should keep the shape {tuple(clean_batch.shape)}, got {tuple(noisy_batch.shape)}"
+assert torch.equal(clean_batch, x_test[:8]), "add_noise should not change its input"
+noise_std = float((noisy_batch - clean_batch).std())
+assert 0.17 < noise_std < 0.23, f"the noise should have standard deviation 0.2, got {noise_std:.3f}"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_add_noise(add_noise)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### 1.2 A training function
+#
+# All three models of this notebook are trained the same way, so write one function for them:
+# `train(model, make_batch, n_epochs, lr=1e-3, batch_size=64)`. For every epoch and every
+# mini-batch of the clean training images (`minibatches(x_train, batch_size=batch_size)`):
+#
+# 1. `make_batch(batch)` returns the pair `(inputs, targets)` built from the clean batch (for the
+#    denoiser: `(add_noise(batch), batch)`; fresh noise each time, so every epoch sees new noise);
+# 2. the prediction is `output_images(model(inputs))`;
+# 3. the loss is the mean squared error `F.mse_loss(prediction, targets)`;
+# 4. take one Adam step (learning rate `lr`).
+#
+# Move the model and the data to `device`, put the model back in `eval()` mode at the end, and return
+# the list of mean training losses per epoch.
+
+# %% kind="solution" grade_id="train"
+def train(model, make_batch, n_epochs, lr=1e-3, batch_size=64):
+    """Train model to map make_batch(clean)[0] to make_batch(clean)[1] with the MSE; return the epoch losses."""
+    ### BEGIN SOLUTION
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    images = x_train.to(device)
+    history = []
+    for epoch in progress(range(n_epochs), desc="epochs"):
+        total, count = 0.0, 0
+        for batch in minibatches(images, batch_size=batch_size):
+            inputs, targets = make_batch(batch)
+            loss = F.mse_loss(output_images(model(inputs)), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item() * len(batch), count + len(batch)
+        history.append(total / count)
+    model.eval()
+    return history
+    ### END SOLUTION
+
+
+# %% [markdown]
+# ### 1.3 A convolutional denoiser
+#
+# Write `Denoiser()`: `forward(x)` maps noisy images `(B, 1, 28, 28)` to denoised images of the same
+# shape. A small convolutional autoencoder works well:
+#
+# * encoder: `Conv2d(1, 16, 3, stride=2, padding=1)` (to 14x14), ReLU,
+#   `Conv2d(16, 32, 3, stride=2, padding=1)` (to 7x7), ReLU;
+# * decoder: `ConvTranspose2d(32, 16, 4, stride=2, padding=1)` (to 14x14), ReLU,
+#   `ConvTranspose2d(16, 1, 4, stride=2, padding=1)` (to 28x28), and a sigmoid, since clean pixels
+#   lie in $[0, 1]$.
+#
+# Any other architecture is fine as long as it reaches the figures below.
+
+# %% kind="solution" grade_id="denoiser"
+class Denoiser(nn.Module):
+    def __init__(self):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1), nn.Sigmoid(),
+        )
+        ### END SOLUTION
+
+    def forward(self, x):
+        """Denoised images (B, 1, 28, 28) for noisy images x (B, 1, 28, 28)."""
+        ### BEGIN SOLUTION
+        return self.decoder(self.encoder(x))
+        ### END SOLUTION
+
+
+# %%
+denoised_check = Denoiser()(x_test[:3])
+assert tuple(denoised_check.shape) == (3, 1, 28, 28), f"Denoiser should return shape (3, 1, 28, 28), got {tuple(denoised_check.shape)}"
+print("Denoiser returns the right shape.")
+
+# %% [markdown]
+# ### 1.4 Training and results
+#
+# The next cell trains a `Denoiser` for 5 epochs on noisy copies of `x_train` (about 10 seconds on
+# one CPU core with the offline set of 8,000 images) and saves it to `2_dae_denoiser.pth`. Then it
+# denoises a fixed noisy version of the test images, `x_test_noisy`.
+#
+# **What good looks like:** a test MSE against the clean images below 0.015, far below the 0.040 of
+# the noisy inputs themselves (a reference solution: about 0.004).
+
+# %%
+denoiser = Denoiser()
+if not skip_training:
+    torch.manual_seed(0)
+    history = train(denoiser, lambda batch: (add_noise(batch), batch), n_epochs=5)
+    print("training losses per epoch:", np.round(history, 4))
+    save_model(denoiser, "2_dae_denoiser.pth")
+else:
+    load_model(denoiser, "2_dae_denoiser.pth", device)
+denoiser.to(device).eval()
+
+x_test_noisy = x_test + 0.2 * torch.randn(x_test.shape, generator=torch.Generator().manual_seed(0))
+denoised_test = predict(denoiser, x_test_noisy)
+noisy_mse, denoised_mse = mse_per_pixel(x_test_noisy, x_test), mse_per_pixel(denoised_test, x_test)
+print(f"test MSE against the clean images: noisy inputs {noisy_mse:.4f}, denoised {denoised_mse:.4f}")
+show_images(x_test_noisy[:10], title="noisy test images")
+show_images(denoised_test[:10], title="denoised")
+show_images(x_test[:10], title="clean")
+
+# %% kind="tests" grade_id="test_denoiser_trained" points=2
+# Hidden tests load 2_dae_denoiser.pth into Denoiser() and check its MSE on held-out images
+# corrupted with fixed noise of their own (std 0.2): it should be below 0.015.
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_denoiser_trained(Denoiser)
+### END HIDDEN TESTS
+assert denoised_mse < noisy_mse, "The denoised images are further from the clean ones than the noisy inputs: train the Denoiser"
+print("Visible tests passed.")
+
+# %% [markdown]
+# ## 2. A denoising autoencoder for varianceMNIST
+#
+# In **varianceMNIST** (`variance_mnist(images)`) a pixel of intensity $p \in [0, 1]$ becomes
+# $x = p\,\varepsilon$ with $\varepsilon \sim \mathcal N(0, 1)$ drawn anew every time: every pixel has
+# mean 0 and variance $\sigma_x^2 = p^2$. The digit is only visible in *how much* the pixels vary,
+# positive and negative alike, so the images below use a red-white-blue colour map centred on 0.
+# `x_test_var` is one fixed varianceMNIST version of the test images.
+
+# %%
+x_test_var = variance_mnist(x_test, generator=torch.Generator().manual_seed(1))
+show_images(x_test[:10], title="MNIST test images")
+show_images(x_test_var[:10], title="the same digits in varianceMNIST", cmap="RdBu", vmin=-1.5, vmax=1.5)
+show_images(variance_mnist(x_test[:10]), title="another draw of the same digits", cmap="RdBu", vmin=-1.5, vmax=1.5)
+
+# %% [markdown]
+# **Why a plain autoencoder fails here.** A plain autoencoder trained with the MSE to reproduce a
+# varianceMNIST image must predict every pixel from its code. The sign and the exact value of each
+# pixel are pure chance, fresh at every draw, so no code can tell them: the best prediction of a
+# pixel is its mean, 0, and the autoencoder learns to output zeros (an MSE of
+# $\overline{p^2} \approx 0.12$). The information is in the variances, and the model has to use its
+# input differently.
+#
+# **The optimal denoiser.** Corrupt a varianceMNIST image with Gaussian noise: $\tilde x = x + n$,
+# $n \sim \mathcal N(0, \sigma_n^2)$. Given the variance $\sigma_x^2 = p^2$ of a pixel, $x$ and $n$ are
+# independent zero-mean Gaussians, so $x$ and $\tilde x$ are jointly Gaussian and the best estimate of
+# $x$ in the mean-squared sense is
+#
+# $$\mathbb E[x \mid \tilde x] = \frac{\operatorname{Cov}(x, \tilde x)}{\operatorname{Var}(\tilde x)}\,\tilde x
+#   = \frac{\sigma_x^2}{\sigma_x^2 + \sigma_n^2}\,\tilde x
+#   = \tilde x \cdot \operatorname{sigmoid}\!\big(\log\sigma_x^2 - \log\sigma_n^2\big),$$
+#
+# since $\frac{a}{a + b} = \frac{1}{1 + b/a} = \operatorname{sigmoid}(\log a - \log b)$. So the optimal
+# denoiser **multiplies its input** by a gate between 0 and 1: it keeps pixels that vary a lot
+# (where the digit is) and silences the others. The gate depends on $\sigma_x^2$, which a single pixel
+# cannot reveal, but the whole noisy image can: the digit shows in the sizes $|\tilde x|$ of all its
+# pixels. Hence the form
+#
+# $$g(\tilde x) = \tilde x \odot \operatorname{sigmoid}\big(f(\tilde x)\big),$$
+#
+# where $f$ is an autoencoder that estimates the (log-)variances of all pixels from the whole image
+# through its bottleneck code $z$.
+#
+# ### 2.1 The gated DAE
+#
+# Write `DAE(n_components=10)`. `forward(x)` takes noisy varianceMNIST images `x` of shape
+# `(B, 1, 28, 28)` and returns the tuple `(z, denoised_x)`:
+#
+# * an encoder maps the *sizes* of the pixels, `x.abs()` (or `x ** 2`), to codes `z` of shape
+#   `(B, n_components)`: the signs are noise, so drop them before the first layer;
+# * a decoder maps `z` to `(B, 1, 28, 28)` values $f$, one per pixel (no activation at the end);
+# * `denoised_x = x * torch.sigmoid(f)`: the gate multiplies the **input** `x`, signs included.
+#
+# An architecture that works well: encoder 784-250-250-`n_components` and decoder
+# `n_components`-250-250-784, with ReLU between the linear layers. The hidden tests check the
+# shapes, and they check the gate: for several random initialisations of your `DAE`, wherever a pixel
+# of the input is exactly 0 its output must be exactly 0 too (a model that adds something to its input,
+# or that decodes the image from $z$ alone, fails this).
+
+# %% kind="solution" grade_id="dae"
+class DAE(nn.Module):
+    def __init__(self, n_components=10):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.encoder = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 250), nn.ReLU(),
+            nn.Linear(250, 250), nn.ReLU(),
+            nn.Linear(250, n_components),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(n_components, 250), nn.ReLU(),
+            nn.Linear(250, 250), nn.ReLU(),
+            nn.Linear(250, 784),
+            nn.Unflatten(1, (1, 28, 28)),
+        )
+        ### END SOLUTION
+
+    def forward(self, x):
+        """(z, denoised_x): codes (B, n_components) and the gated denoised images x * sigmoid(f), (B, 1, 28, 28)."""
+        ### BEGIN SOLUTION
+        z = self.encoder(x.abs())
+        return z, x * torch.sigmoid(self.decoder(z))
+        ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_dae" points=1
+dae_output = DAE()(x_test_var[:4])
+assert isinstance(dae_output, tuple) and len(dae_output) == 2, "forward should return the tuple (z, denoised_x)"
+assert tuple(dae_output[0].shape) == (4, 10), f"z should have shape (4, 10) for DAE(), got {tuple(dae_output[0].shape)}"
+assert tuple(dae_output[1].shape) == (4, 1, 28, 28), f"denoised_x should have shape (4, 1, 28, 28), got {tuple(dae_output[1].shape)}"
+assert tuple(DAE(3)(x_test_var[:2])[0].shape) == (2, 3), "DAE(3) should give codes of shape (B, 3)"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_dae(DAE)
+### END HIDDEN TESTS
+
+# %% kind="tests" grade_id="test_dae_gate" points=2
+zero_image = torch.zeros(2, 1, 28, 28)
+assert torch.all(DAE()(zero_image)[1] == 0), "An input of zeros should give an output of zeros: multiply the gate by the input x"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_dae_gate(DAE)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Before the real training, a health check: the hidden test below trains a fresh `DAE(10)` for 300
+# Adam steps on corrupted varianceMNIST images (noise std 0.2) and checks that its denoised test
+# images are much closer to the clean varianceMNIST images than the noisy inputs are.
+
+# %% kind="tests" grade_id="test_dae_learns" points=1
+print("This cell has hidden tests only.")
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_dae_learns(DAE)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### 2.2 Training
+#
+# The cell below trains a `DAE(10)` with your `train` function: each batch of clean digits is turned
+# into varianceMNIST (the target $x$), then corrupted with `add_noise` (the input $\tilde x$). Keep the
+# two random steps apart: the model must recover the varianceMNIST draw it was given, not the clean
+# digit. 25 epochs take about 20 seconds on one CPU core; the model is saved to `2_dae_variance.pth`.
+
+# %%
+def variance_pair(batch):
+    """(noisy input, clean target) for a batch of MNIST digits: varianceMNIST, then Gaussian noise."""
+    target = variance_mnist(batch)
+    return add_noise(target), target
+
+
+dae = DAE(10)
+if not skip_training:
+    torch.manual_seed(0)
+    history = train(dae, variance_pair, n_epochs=25)
+    plt.plot(history)
+    plt.xlabel("epoch")
+    plt.ylabel("training MSE")
+    plt.show()
+    save_model(dae, "2_dae_variance.pth")
+else:
+    load_model(dae, "2_dae_variance.pth", device)
+dae.to(device).eval()
+
+# %% [markdown]
+# ### 2.3 Denoised images and codes
+#
+# **What good looks like:** a test MSE below 0.016 against the clean varianceMNIST images (a
+# reference solution: about 0.010; the noisy inputs: 0.040; the best a plain autoencoder can do, all
+# zeros: about 0.12; the optimal gate, computed from the *true* intensities $p$, which the model never
+# sees: about 0.0066). The gates $\operatorname{sigmoid}(f)$ should look like the digits.
+
+# %%
+x_test_var_noisy = x_test_var + 0.2 * torch.randn(x_test.shape, generator=torch.Generator().manual_seed(2))
+
+
+@torch.no_grad()
+def dae_outputs(images, batch_size=1000):
+    """Codes z and denoised images of the DAE for `images`, on the CPU."""
+    codes, denoised = [], []
+    for i in range(0, len(images), batch_size):
+        z, d = dae(images[i:i + batch_size].to(device))
+        codes.append(z.cpu())
+        denoised.append(d.cpu())
+    return torch.cat(codes), torch.cat(denoised)
+
+
+test_codes, test_denoised = dae_outputs(x_test_var_noisy)
+optimal = x_test_var_noisy * x_test ** 2 / (x_test ** 2 + 0.2 ** 2)
+print(f"test MSE against the clean varianceMNIST images: noisy {mse_per_pixel(x_test_var_noisy, x_test_var):.4f}, "
+      f"DAE {mse_per_pixel(test_denoised, x_test_var):.4f}, all zeros {float((x_test_var ** 2).mean()):.4f}, "
+      f"optimal gate with the true intensities {mse_per_pixel(optimal, x_test_var):.4f}")
+gates = (test_denoised[:10] / x_test_var_noisy[:10]).clamp(0, 1)
+show_images(x_test_var_noisy[:10], title="noisy varianceMNIST inputs", cmap="RdBu", vmin=-1.5, vmax=1.5)
+show_images(test_denoised[:10], title="denoised by the DAE", cmap="RdBu", vmin=-1.5, vmax=1.5)
+show_images(x_test_var[:10], title="clean varianceMNIST targets", cmap="RdBu", vmin=-1.5, vmax=1.5)
+show_images(gates, title="the gates denoised / input")
+
+# %% [markdown]
+# Now the codes. A logistic-regression classifier is trained on the codes $z$ of (noisy varianceMNIST
+# versions of) the training images and tested on the codes of the test images. Labels were never used
+# to train the DAE.
+#
+# **What good looks like:** an accuracy above 0.78 (a reference solution: about 0.85 with the offline
+# set of 8,000 training images; a published run of this task reached about 0.88 with all 60,000).
+
+# %%
+train_var_noisy = add_noise(variance_mnist(x_train, generator=torch.Generator().manual_seed(3)))
+train_codes, _ = dae_outputs(train_var_noisy)
+accuracy = classifier_accuracy(train_codes, y_train, test_codes, y_test)
+print(f"logistic regression on the DAE codes: test accuracy {accuracy:.3f}")
+
+# %% kind="tests" grade_id="test_dae_trained" points=2
+# Hidden tests load 2_dae_variance.pth into DAE(10) and, on held-out varianceMNIST images with the
+# tests' own fixed noise, check the denoising MSE (below 0.016) and the accuracy of a
+# logistic-regression classifier trained on the codes (above 0.78).
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_dae_trained(DAE)
+### END HIDDEN TESTS
+assert accuracy > 0.3, "The codes hardly tell the digits apart: check your DAE and its training"
+print("Visible tests passed.")
+
+# %% [markdown]
+# A t-SNE map of the codes of 1,000 test images (a few seconds), coloured by their digit.
+
+# %%
+from sklearn.manifold import TSNE
+
+tsne_map = TSNE(n_components=2, init="pca", random_state=0).fit_transform(test_codes[:1000].numpy())
+scatter_codes(torch.as_tensor(tsne_map), y_test[:1000], title="t-SNE of the DAE codes (varianceMNIST)")
+
+# %% [markdown]
+# ## 3. Super-resolution
+#
+# An autoencoder need not give back its own input. Here the input is a low-resolution digit,
+# `downsample(x)` (2x2 average pooling, `(B, 1, 14, 14)`), and the target the full `(B, 1, 28, 28)`
+# image. Classic interpolation (`F.interpolate`) knows nothing about digits; a trained network does.
+#
+# Write `SuperResolution()`: `forward(x)` maps `(B, 1, 14, 14)` to `(B, 1, 28, 28)`. A design that
+# learns fast: start from the bicubic upsampling of the input,
+# `F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)`, and **add** a learned
+# correction computed by a small convolutional network from `x`: `Conv2d(1, 32, 3, padding=1)`, ReLU,
+# `Conv2d(32, 32, 3, padding=1)`, ReLU, `ConvTranspose2d(32, 16, 4, stride=2, padding=1)` (to 28x28),
+# ReLU, `Conv2d(16, 1, 3, padding=1)`. The network then only has to learn what interpolation misses.
+
+# %% kind="solution" grade_id="super_resolution"
+class SuperResolution(nn.Module):
+    def __init__(self):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.correction = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 1, 3, padding=1),
+        )
+        ### END SOLUTION
+
+    def forward(self, x):
+        """Images (B, 1, 28, 28) for low-resolution images x (B, 1, 14, 14)."""
+        ### BEGIN SOLUTION
+        upsampled = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+        return upsampled + self.correction(x)
+        ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_super_resolution" points=1
+upscaled = SuperResolution()(downsample(x_test[:3]))
+assert tuple(upscaled.shape) == (3, 1, 28, 28), f"SuperResolution should return shape (3, 1, 28, 28), got {tuple(upscaled.shape)}"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_super_resolution(SuperResolution)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The hidden test below trains a fresh `SuperResolution()` for 200 Adam steps and checks that its
+# test MSE is already below that of bicubic interpolation.
+
+# %% kind="tests" grade_id="test_super_resolution_learns" points=1
+print("This cell has hidden tests only.")
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_super_resolution_learns(SuperResolution)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### 3.1 Training and comparison
+#
+# Three epochs take about 10 seconds on one CPU core; the model is saved to `2_dae_superres.pth`.
+# **What good looks like:** a test MSE below 0.0065, better than bicubic interpolation (about 0.0092);
+# a reference solution reaches about 0.002.
+
+# %%
+super_resolution = SuperResolution()
+if not skip_training:
+    torch.manual_seed(0)
+    history = train(super_resolution, lambda batch: (downsample(batch), batch), n_epochs=3)
+    print("training losses per epoch:", np.round(history, 5))
+    save_model(super_resolution, "2_dae_superres.pth")
+else:
+    load_model(super_resolution, "2_dae_superres.pth", device)
+super_resolution.to(device).eval()
+
+x_test_small = downsample(x_test)
+upscaled_test = {mode: F.interpolate(x_test_small, scale_factor=2, mode=mode) for mode in ("nearest", "bilinear", "bicubic")}
+upscaled_test["SuperResolution"] = predict(super_resolution, x_test_small)
+for method, images in upscaled_test.items():
+    print(f"{method:>16}: test MSE {mse_per_pixel(images, x_test):.4f}")
+show_images(F.interpolate(x_test_small[:10], scale_factor=2, mode="nearest"), title="14x14 inputs")
+show_images(upscaled_test["bicubic"][:10].clamp(0, 1), title="bicubic")
+show_images(upscaled_test["SuperResolution"][:10].clamp(0, 1), title="SuperResolution")
+show_images(x_test[:10], title="28x28 originals")
+
+# %% kind="tests" grade_id="test_super_resolution_trained" points=2
+# Hidden tests load 2_dae_superres.pth into SuperResolution() and check its MSE on the held-out
+# images: it should be below 0.0065, better than bicubic interpolation (0.0092).
+### BEGIN HIDDEN TESTS
+from grader.checks import dae as hidden
+hidden.check_super_resolution_trained(SuperResolution)
+### END HIDDEN TESTS
+assert mse_per_pixel(upscaled_test["SuperResolution"], x_test) < mse_per_pixel(upscaled_test["nearest"], x_test), (
+    "SuperResolution does worse than repeating every pixel: train it")
+print("Visible tests passed.")
+
+# %% [markdown]
+# ## 4. Out of distribution
+#
+# The denoiser of part 1 learned what *MNIST digits* look like, not what images in general look like.
+# Give it noisy versions (std 0.2) of images made from the same test digits but unlike anything it was
+# trained on: rotated by 90 degrees, inverted (white background), shifted by 8 pixels, and faint
+# (intensities halved). For each, the cell prints the MSE of the noisy input and of the denoised output
+# against the clean image.
+
+# %%
+strange = {
+    "rotated": torch.rot90(x_test[:1000], 1, dims=(2, 3)),
+    "inverted": 1 - x_test[:1000],
+    "shifted": torch.roll(x_test[:1000], shifts=(8, 8), dims=(2, 3)),
+    "faint": 0.5 * x_test[:1000],
+}
+noise = 0.2 * torch.randn(1000, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+for name, images in strange.items():
+    noisy = images + noise
+    cleaned = predict(denoiser, noisy)
+    print(f"{name:>9}: noisy input {mse_per_pixel(noisy, images):.4f}, denoised {mse_per_pixel(cleaned, images):.4f}")
+    show_images(torch.cat([noisy[:5], cleaned[:5]]), ncol=5, title=f"{name}: noisy (top), denoised (bottom)")
+
+# %% [markdown]
+# **Question.** Which of these images does the denoiser still clean up, and which does it ruin? Look
+# at the outputs: what does it turn the inputs into? What does this say about what a denoising
+# autoencoder learns, and about using one on data from a different distribution?
+#
+# *Your answer here.*
