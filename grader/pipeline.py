@@ -239,14 +239,16 @@ def generate_feedback(root: Path) -> Path:
     return root / "feedback"
 
 
-def score_table(reports: list[GradeReport], max_points: dict[str, float]) -> str:
-    """A plain-text table of each student's score per notebook."""
+def score_table(reports: list[GradeReport], max_points: dict[str, float],
+                submitted: dict[str, set[str]] | None = None) -> str:
+    """A plain-text table of each student's score per notebook ("-" where `submitted` says it was not handed in)."""
     names = sorted(max_points)
     header = ["student", *names, "total"]
     rows = [header, ["(max)", *(f"{max_points[n]:g}" for n in names), f"{sum(max_points.values()):g}"]]
     for report in reports:
-        rows.append([report.student, *(f"{report.total(n):g}" for n in names), f"{report.total():g}"
-                     + ("  (autograde error)" if report.error else "")])
+        handed_in = names if submitted is None else submitted.get(report.student, names)
+        rows.append([report.student, *(f"{report.total(n):g}" if n in handed_in else "-" for n in names),
+                     f"{report.total():g}" + ("  (autograde error)" if report.error else "")])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
 

@@ -114,3 +114,11 @@ def test_feedback_is_written(graded, course):
     html = (feedback / "reference" / pipeline.ASSIGNMENT / "1_ae.html").read_text()
     full = sum(POINTS["1_ae"].values())
     assert f"Score: {full:.1f} / {full:.1f}" in html
+
+
+def test_score_table_marks_notebooks_not_handed_in():
+    reports = [pipeline.GradeReport("full", {"1_ae": {"a": 2.0}, "2_dae": {"b": 3.0}}),
+               pipeline.GradeReport("one", {"1_ae": {"a": 0.0}, "2_dae": {"b": 0.0}})]
+    table = pipeline.score_table(reports, {"1_ae": 2, "2_dae": 3}, {"one": {"2_dae"}}).splitlines()
+    assert table[2].split() == ["full", "2", "3", "5"]
+    assert table[3].split() == ["one", "-", "0", "0"]
