@@ -6,6 +6,7 @@ set a correct solution does better, so thresholds set here are safe for a real c
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -15,6 +16,13 @@ class Figure:
     reference: float
     threshold: float
     higher_is_better: bool
+
+    def passes(self, value: float) -> bool:
+        """Whether `value` is strictly better than the threshold; NaN and infinities never pass."""
+        value = float(value)
+        if not math.isfinite(value):
+            return False
+        return value > self.threshold if self.higher_is_better else value < self.threshold
 
     @property
     def margin(self) -> float:

@@ -1,4 +1,9 @@
-"""Every notebook's hidden checks, run exactly as its hidden test cells run them, on the reference and on variants."""
+"""Every notebook's hidden tests, collected and judged as autograde does, on the reference and on variants.
+
+Collection runs the hidden test code in this process (no sandbox, no nbgrader) and the verdicts come
+from the same `grader.judge` functions `JudgeCollected` runs; tests/test_pipeline.py does the same
+through `nbgrader autograde`.
+"""
 from __future__ import annotations
 
 import shutil
@@ -7,23 +12,28 @@ from pathlib import Path
 import pytest
 
 from grader import notebooks, pipeline, submissions
+from grader.collect.common import Inputs
+from grader.judge import judge_notebook, judges_of
+from grader.preprocessors import hand_out
 from grader.variants import notebooks_under_test, variants_of
 
 NOTEBOOKS = notebooks_under_test()
 SOURCES = {name: notebooks.build_notebook(pipeline.SOURCE / f"{name}.py") for name in NOTEBOOKS}
 HIDDEN = {name: notebooks.hidden_tests(source) for name, source in SOURCES.items()}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS if not variant.retrain]
+INPUTS = Inputs(20261122)
 
 
-def failing_cells(name: str, namespace: dict) -> dict[str, str]:
-    """Run every hidden test of notebook `name` in `namespace`; return the failing cells with their messages."""
-    failures = {}
-    for grade_id, code in HIDDEN[name].items():
+def failing_cells(name: str, namespace: dict, folder: Path, inputs: Inputs = INPUTS) -> dict[str, str]:
+    """Collect every hidden test of notebook `name` in `namespace`, judge it; return failing cells and messages."""
+    hand_out(folder, inputs)
+    for code in HIDDEN[name].values():
         try:
             exec(code, dict(namespace))
-        except Exception as error:  # a grade cell fails on any exception
-            failures[grade_id] = f"{type(error).__name__}: {error}"
-    return failures
+        except Exception:  # a cell that raises collects nothing, and its judge says so
+            pass
+    verdicts = judge_notebook(name, list(HIDDEN[name]), folder, inputs)
+    return {grade_id: verdict.message for grade_id, verdict in verdicts.items() if not verdict.passed}
 
 
 def submission_dir(tmp_path: Path, name: str) -> Path:
@@ -34,15 +44,18 @@ def submission_dir(tmp_path: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_every_points_cell_has_hidden_checks(name):
+def test_every_points_cell_is_collected_and_judged(name):
     graded = {gid for gid, pts in notebooks.points(SOURCES[name]).items() if pts > 0}
-    assert set(HIDDEN[name]) == graded
+    assert set(HIDDEN[name]) == graded == set(judges_of(name))
+    for grade_id, code in HIDDEN[name].items():
+        assert f'grader.collect.common.store("{grade_id}",' in code, f"{grade_id} does not store its collection"
+        assert "grader.judge" not in code and "grader.reference" not in code
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_reference_passes_every_hidden_check(name, tmp_path, monkeypatch):
     monkeypatch.chdir(submission_dir(tmp_path, name))
-    assert failing_cells(name, notebooks.definitions(SOURCES[name])) == {}
+    assert failing_cells(name, notebooks.definitions(SOURCES[name]), tmp_path) == {}
 
 
 @pytest.mark.parametrize("name, variant", CASES, ids=lambda case: getattr(case, "name", case))
@@ -52,8 +65,8 @@ def test_variant_fails_exactly_its_cells(name, variant, tmp_path, monkeypatch):
     for filename, how in variant.files.items():
         submissions.tamper(folder / filename, how, pipeline.train_reference(name), marker)
     monkeypatch.chdir(folder)
-    failures = failing_cells(name, notebooks.definitions(SOURCES[name], variant.cells))
+    failures = failing_cells(name, notebooks.definitions(SOURCES[name], variant.cells), folder)
     assert set(failures) == set(variant.fails), failures
     assert not marker.exists(), "a checkpoint ran code while being loaded"
     for message in failures.values():
-        assert message.startswith("AssertionError"), f"checks must fail with a message, not a crash: {message}"
+        assert "malformed" not in message, f"judges must fail with a message, not a crash: {message}"

@@ -101,8 +101,9 @@ assert tuple(labels.shape) == (8,), f"labels should have shape (8,), got {tuple(
 assert tuple(sample_train(3).shape) == (3, 1, 28, 28), "sample_train(3) should return only the images"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_sample_train(sample_train)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_sample_train", grader.collect.ae.collect_sample_train, sample_train)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -163,8 +164,9 @@ assert tuple(y.shape) == (4, 1, 28, 28), f"Decoder(10) should return shape (4, 1
 assert y.min() >= 0 and y.max() <= 1, "Decoder outputs should lie in [0, 1]"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_encoder_decoder(Encoder, Decoder)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_encoder_decoder", grader.collect.ae.collect_encoder_decoder, Encoder, Decoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -194,8 +196,9 @@ assert tuple(codes.shape) == (5, 10), f"codes should have shape (5, 10), got {tu
 assert tuple(reconstructions.shape) == (5, 1, 28, 28), "reconstructions should have shape (5, 1, 28, 28)"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_autoencoder(Autoencoder)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_autoencoder", grader.collect.ae.collect_autoencoder, Autoencoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -283,8 +286,9 @@ plot(ae10, x_test[:10])
 # Hidden tests load 1_ae_encoder.pth and 1_ae_decoder.pth into Encoder(10) and Decoder(10) and check
 # the per-pixel MSE on held-out images (below 0.032).
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_reconstruction(Encoder, Decoder)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_reconstruction", grader.collect.ae.collect_trained_codes, Encoder, Decoder)
 ### END HIDDEN TESTS
 with torch.no_grad():
     mse = mse_per_pixel(ae10.decoder(ae10.encoder(x_test.to(device))).cpu(), x_test)
@@ -319,8 +323,9 @@ scatter_codes(torch.as_tensor(tsne_map), y_test[:1000], title="t-SNE of the 10-D
 assert accuracy > 0.5, "The codes hardly tell the digits apart: check your encoder and training"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_classifier(Encoder, Decoder)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_classifier", grader.collect.ae.collect_trained_codes, Encoder, Decoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -361,8 +366,9 @@ n_parameters = sum(p.numel() for p in CompressionAutoencoder().parameters())
 assert n_parameters == 209968, f"CompressionAutoencoder should have 209968 parameters, got {n_parameters}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_compression(CompressionAutoencoder)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_compression", grader.collect.ae.collect_compression, CompressionAutoencoder)
 ### END HIDDEN TESTS
 
 # %%
@@ -380,8 +386,9 @@ plot(compression_ae, x_test[:10])
 # %% kind="tests" grade_id="test_compression_trained" points=1
 # Hidden tests load 1_ae_compression.pth and check the per-pixel MSE on held-out images (below 0.025).
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_trained_compression(CompressionAutoencoder)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_compression_trained", grader.collect.ae.collect_trained_compression, CompressionAutoencoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -474,8 +481,9 @@ assert value.shape == (), f"sparsity_penalty should return a scalar, got shape {
 assert abs(float(value)) < 1e-6, "the penalty is zero when every unit's mean activation equals rho"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import ae as hidden
-hidden.check_sparsity(sparsity_penalty)
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_sparsity_penalty", grader.collect.ae.collect_sparsity, sparsity_penalty)
 ### END HIDDEN TESTS
 
 # %% [markdown]

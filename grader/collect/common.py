@@ -1,0 +1,162 @@
+"""Collection helpers shared by every notebook: secret inputs, storing results, calling student code safely."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from aelib.checkpoints import CheckpointError, load_model
+from aelib.data import load_mnist
+
+GRADING_DIR = ".aecourse"              # in the kernel's working folder (the student's grading folder)
+INPUTS_FILE = "inputs.json"            # written by the TA's process before the kernel starts
+COLLECTED_DIR = "collected"            # one <grade_id>.pt per grade cell, read back by the TA's process
+SEED_ENV = "AECOURSE_GRADING_SEED"     # for running hidden tests outside nbgrader (tests, a maintainer)
+ERROR_KEY = "collection_error"         # what `store` writes when the student's code raised
+
+
+class CollectionFailed(Exception):
+    """Raised by collectors with a message for the student when the student's code cannot be collected from."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The submission's secret seed, and the inputs both sides derive from it."""
+    seed: int
+
+    def generator(self, stream: int = 0) -> torch.Generator:
+        """A torch generator for one named stream of random inputs (the judge derives the same one)."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + stream) % (2**63 - 1))
+
+    def subset(self, total: int, count: int, stream: int = 0) -> torch.Tensor:
+        """`count` distinct indices out of `total`, sorted, chosen by the secret seed."""
+        return torch.randperm(total, generator=self.generator(stream))[:count].sort().values
+
+    def torch_seed(self, stream: int = 0) -> int:
+        """An integer seed for `torch.manual_seed` derived from the secret seed."""
+        return int(torch.randint(2**31 - 1, (1,), generator=self.generator(stream)))
+
+
+def grading_inputs(folder: Path | None = None) -> Inputs:
+    """The inputs the TA's process handed to this kernel (or the seed in AECOURSE_GRADING_SEED)."""
+    path = Path(folder or Path.cwd()) / GRADING_DIR / INPUTS_FILE
+    if path.is_file():
+        return Inputs(int(json.loads(path.read_text())["seed"]))
+    if os.environ.get(SEED_ENV):
+        return Inputs(int(os.environ[SEED_ENV]))
+    raise CollectionFailed("No grading inputs were handed to this kernel: hidden tests run only under autograde.")
+
+
+def collected_path(grade_id: str, folder: Path | None = None) -> Path:
+    """Where the collection of grade cell `grade_id` is stored."""
+    return Path(folder or Path.cwd()) / GRADING_DIR / COLLECTED_DIR / f"{grade_id}.pt"
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep warnings and stray stderr writes out of a grade cell (nbgrader zeroes cells with stderr)."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside (reproducible, and no thrashing on a busy machine), then restore it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def store(grade_id: str, collector: Callable, *student_objects: Any) -> None:
+    """Run `collector(inputs, *student_objects)` and save what it returns for the judge of `grade_id`."""
+    path = collected_path(grade_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with quiet(), single_thread():
+        try:
+            data = collector(grading_inputs(), *student_objects)
+        except (CollectionFailed, AssertionError) as error:
+            data = {ERROR_KEY: str(error)}
+        except Exception as error:  # the student's code raised: the judge reports it
+            frames = traceback.extract_tb(error.__traceback__)
+            where = f" (in {frames[-1].name}, line {frames[-1].lineno})" if frames else ""
+            data = {ERROR_KEY: f"{type(error).__name__}: {str(error)[:500]}{where}"}
+    torch.save(data, path)
+    print(f"Collected the results of {grade_id} for grading.")
+
+
+def call(function: Callable, *args, **kwargs) -> Any:
+    """Call a student's function; a stub becomes a CollectionFailed that says it is not implemented."""
+    try:
+        return function(*args, **kwargs)
+    except NotImplementedError:
+        raise CollectionFailed(f"{getattr(function, '__name__', 'This function')} is not implemented yet.") from None
+
+
+def construct(cls: Callable, *args, seed: int = 0) -> nn.Module:
+    """Build a student's model with a fixed seed, so every run of a collector sees the same weights."""
+    torch.manual_seed(seed)
+    try:
+        return cls(*args)
+    except NotImplementedError:
+        raise CollectionFailed(f"{getattr(cls, '__name__', 'The class')}({', '.join(map(repr, args))}) "
+                               "is not implemented yet.") from None
+
+
+def load_submitted(model: nn.Module, filename: str) -> nn.Module:
+    """Load a submitted checkpoint on the CPU; any problem becomes a CollectionFailed with its reason."""
+    try:
+        with contextlib.redirect_stdout(None):
+            return load_model(model, filename, device="cpu")
+    except CheckpointError as error:
+        raise CollectionFailed(str(error)) from None
+
+
+def as_plain(value: Any) -> Any:
+    """A detached, dense CPU copy of a tensor, or the type name of anything that is not a tensor."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.layout != torch.strided:
+            value = value.to_dense()
+        return value.as_subclass(torch.Tensor).cpu().clone()
+    return type(value).__name__
+
+
+def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of the course's train or test split."""
+    return load_mnist(name)
+
+
+def grading_device() -> torch.device:
+    """The device for short training runs inside collectors: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_briefly(model: nn.Module, images: torch.Tensor, steps: int, loss_of: Callable,
+                  lr: float = 1e-3, batch_size: int = 64, seed: int = 0) -> nn.Module:
+    """Train `model` for a few hundred Adam steps on `images`; `loss_of(model, batch)` gives the loss."""
+    device = grading_device()
+    model.to(device).train()
+    images = images.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        index = torch.randint(len(images), (batch_size,), generator=generator).to(device)
+        loss = loss_of(model, images[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.cpu().eval()

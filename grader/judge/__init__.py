@@ -1,0 +1,37 @@
+"""Judging: decides every graded cell in the TA's process, from what the sandboxed kernel collected.
+
+Each notebook's module (`ae.py`, `dae.py`, ...) defines `judge_*` functions, which raise AssertionError
+with a message a student can act on, and `JUDGES`, mapping each graded cell's grade_id to its judge.
+`grader.preprocessors.JudgeCollected` runs them during `nbgrader autograde`; the test suite runs the
+same functions on the reference and on the variants.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable
+
+from grader.collect.common import Inputs
+from grader.judge.common import Verdict, judge_cell
+
+MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
+
+
+def judges_of(notebook: str) -> dict[str, Callable]:
+    """The judges of a notebook's graded cells, by grade_id (empty for an unknown notebook)."""
+    if notebook not in MODULES:
+        return {}
+    return importlib.import_module(f"grader.judge.{MODULES[notebook]}").JUDGES
+
+
+def judge_notebook(notebook: str, grade_ids: list[str], folder: Path, inputs: Inputs) -> dict[str, Verdict]:
+    """Verdicts for the graded cells `grade_ids` of `notebook`, from the collections in `folder`."""
+    judges = judges_of(notebook)
+    verdicts = {}
+    for grade_id in grade_ids:
+        if grade_id not in judges:
+            verdicts[grade_id] = Verdict(False, f"The grader has no judge for cell {grade_id!r} of {notebook}: "
+                                                "tell the course staff.")
+        else:
+            verdicts[grade_id] = judge_cell(judges[grade_id], grade_id, folder, inputs)
+    return verdicts

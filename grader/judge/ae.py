@@ -1,0 +1,169 @@
+"""Judges of notebook 1_ae (bottleneck autoencoders), run in the TA's process on what the kernel collected."""
+from __future__ import annotations
+
+import torch
+
+from aelib.evaluation import classifier_accuracy, mse_per_pixel
+from grader.collect import ae as collect
+from grader.collect.common import Inputs, split
+from grader.judge.common import describe, require_tensor
+from grader.reference import AE as FIGURES
+
+COMPRESSION_LAYERS = sorted([(128, 784), (32, 128), (128, 32), (784, 128)])
+COMPRESSION_PARAMETERS = 784 * 128 + 128 + 128 * 32 + 32 + 32 * 128 + 128 + 128 * 784 + 784
+
+
+def _matches(images: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each image, its nearest image in `pool` and the squared distance to it."""
+    flat, pool_flat = images.reshape(len(images), -1).double(), pool.reshape(len(pool), -1).double()
+    distances = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ pool_flat.T + pool_flat.pow(2).sum(1)).clamp_min(0)
+    best, index = distances.min(dim=1)
+    return index, best
+
+
+def judge_sample_train(out: dict, inputs: Inputs) -> None:
+    """sample_train returns N random training images (and their labels) of the right shapes."""
+    train_images, train_labels = split("train")
+    few = require_tensor(out["few"], "sample_train(5)", (5, 1, 28, 28))
+    assert few.min() >= 0 and few.max() <= 1, "Images from sample_train should have values in [0, 1]."
+    assert out["first_kind"] == "tuple" and "images" in out, (
+        "sample_train(N, return_labels=True) should return a tuple (images, labels), "
+        f"got {out['first_kind']}.")
+    images = require_tensor(out["images"], "images of sample_train(200, return_labels=True)", (200, 1, 28, 28))
+    labels = out["labels"]
+    assert isinstance(labels, torch.Tensor) and tuple(labels.shape) == (200,), (
+        f"labels of sample_train(200, return_labels=True) should be a tensor of shape (200,), got {describe(labels)}.")
+    images2 = require_tensor(out["images2"], "images of a second sample_train(200, return_labels=True)",
+                             (200, 1, 28, 28))
+    assert not torch.equal(images, images2), "Two calls of sample_train gave the same images: draw at random."
+    index, distance = _matches(images, train_images)
+    assert (distance < 1e-3).all(), (
+        f"{int((distance >= 1e-3).sum())} of 200 images from sample_train are not images of the training set "
+        "(x_train). Sample from the training split, with values scaled to [0, 1].")
+    assert torch.equal(labels.long(), train_labels[index]), (
+        "The labels from sample_train do not belong to the returned images: index images and labels with the "
+        "same random indices.")
+
+
+def judge_encoder_decoder(out: dict, inputs: Inputs) -> None:
+    """Encoder maps (B,1,28,28) to (B,n); Decoder maps (B,n) to (B,1,28,28) in [0,1]."""
+    for n in (2, 10):
+        assert out[f"encoder{n}_modules"] is True, "Encoder and Decoder should be subclasses of nn.Module."
+        for batch in (1, 7):
+            require_tensor(out[f"z{n}_{batch}"], f"Encoder({n}) output for a batch of {batch}", (batch, n))
+            y = require_tensor(out[f"y{n}_{batch}"], f"Decoder({n}) output for a batch of {batch}",
+                               (batch, 1, 28, 28))
+            assert y.min() >= 0 and y.max() <= 1, (
+                f"Decoder({n}) outputs should lie in [0, 1] like the images (got values from {y.min():.3g} "
+                f"to {y.max():.3g}): end the decoder with a sigmoid.")
+
+
+def judge_autoencoder(out: dict, inputs: Inputs) -> None:
+    """forward(x) returns (encoder(x), decoder(encoder(x))), and a short training run from scratch works."""
+    assert out["has_submodules"] is True, "Autoencoder should have nn.Module attributes named encoder and decoder."
+    assert out["length"] == 2, f"Autoencoder.forward should return a tuple (codes, reconstructions), got {out['kind']}."
+    codes = require_tensor(out["codes"], "codes returned by Autoencoder(10)", (6, 10))
+    reconstructions = require_tensor(out["reconstructions"], "reconstructions returned by Autoencoder(10)",
+                                     (6, 1, 28, 28))
+    assert torch.allclose(codes, require_tensor(out["encoder_codes"], "self.encoder(x)", (6, 10)), atol=1e-5), (
+        "The codes should be self.encoder(x).")
+    assert torch.allclose(reconstructions, require_tensor(out["decoded"], "self.decoder(codes)", (6, 1, 28, 28)),
+                          atol=1e-5), "The reconstructions should be self.decoder(codes)."
+    _, test_index = collect.brief_subsets(inputs)
+    images = split("test")[0][test_index]
+    before = mse_per_pixel(require_tensor(out["before"], "reconstructions before training", tuple(images.shape)), images)
+    after = mse_per_pixel(require_tensor(out["after"], "reconstructions after training", tuple(images.shape)), images)
+    figure = FIGURES["brief_training_mse"]
+    assert figure.passes(after) and after < 0.8 * before, (
+        f"Your Autoencoder(10), trained from scratch for {collect.BRIEF_STEPS} Adam steps (lr 1e-3, batches of 64), "
+        f"reached a test MSE of {after:.4f} (from {before:.4f}); a working architecture gets below "
+        f"{figure.threshold}. Check that the decoder uses the codes and that gradients reach every layer.")
+
+
+def judge_test_mse(reconstructions: object, figure: str, model: str) -> None:
+    """Reconstructions of the held-out images reach the per-pixel MSE threshold of `figure`."""
+    images = split("test")[0]
+    mse = mse_per_pixel(require_tensor(reconstructions, "reconstructions of the test images", tuple(images.shape)),
+                        images)
+    limit = FIGURES[figure]
+    assert limit.passes(mse), (
+        f"Your trained {model} reconstructs test images with a per-pixel MSE of {mse:.4f}; it should be "
+        f"below {limit.threshold} (a reference solution reaches about {limit.reference}). Train longer or "
+        "with a larger network, then save and submit the checkpoints again.")
+
+
+def judge_reconstruction(out: dict, inputs: Inputs) -> None:
+    """The trained 10-D autoencoder reconstructs held-out images with a low per-pixel MSE."""
+    judge_test_mse(out["reconstructions"], "ae10_mse", "10-D autoencoder")
+
+
+def judge_classifier(out: dict, inputs: Inputs) -> None:
+    """A logistic-regression classifier on the 10-D codes classifies held-out digits accurately."""
+    train_labels = split("train")[1][collect.classifier_subset(inputs)]
+    test_labels = split("test")[1]
+    test_codes = require_tensor(out["test_codes"], "codes of the test images", (len(test_labels), 10))
+    train_codes = require_tensor(out["train_codes"], "codes of the training images", (len(train_labels), 10))
+    accuracy = classifier_accuracy(train_codes, train_labels, test_codes, test_labels)
+    figure = FIGURES["ae10_accuracy"]
+    assert figure.passes(accuracy), (
+        f"A logistic-regression classifier on your 10-D codes reaches {accuracy:.3f} accuracy on held-out "
+        f"images; it should be above {figure.threshold} (a reference solution reaches about {figure.reference}).")
+
+
+def judge_compression(out: dict, inputs: Inputs) -> None:
+    """The compression autoencoder is 784-128-32-128-784 with sigmoids on every layer."""
+    assert out["layers"] == COMPRESSION_LAYERS, (
+        "CompressionAutoencoder should have four nn.Linear layers 784-128-32-128-784, got weight shapes "
+        f"{describe(out['layers'])}.")
+    assert out["parameters"] == COMPRESSION_PARAMETERS, (
+        f"CompressionAutoencoder should have {COMPRESSION_PARAMETERS} parameters, got {describe(out['parameters'])}.")
+    assert out["length"] == 2, "CompressionAutoencoder.forward should return (codes, reconstructions)."
+    codes = require_tensor(out["codes"], "codes of CompressionAutoencoder", (4, 32))
+    reconstructions = require_tensor(out["reconstructions"], "reconstructions of CompressionAutoencoder",
+                                     (4, 1, 28, 28))
+    assert codes.min() > 0 and codes.max() < 1, "The 32 code units should use a sigmoid (values in (0, 1))."
+    assert reconstructions.min() >= 0 and reconstructions.max() <= 1, "The output layer should use a sigmoid."
+
+
+def judge_trained_compression(out: dict, inputs: Inputs) -> None:
+    """The trained compression autoencoder reconstructs held-out images well."""
+    judge_test_mse(out["reconstructions"], "compression_mse", "compression autoencoder")
+
+
+def sparsity_closed_form(activations: torch.Tensor, rho: float) -> torch.Tensor:
+    """The KL sparsity penalty, summed over units, with rho_hat the batch mean of each unit."""
+    rho_hat = activations.double().mean(dim=0)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+def judge_sparsity(out: dict, inputs: Inputs) -> None:
+    """The penalty matches sum_j KL(rho || rho_hat_j) on the secret activations, and gradients flow."""
+    cases = collect.sparsity_activations(inputs)
+    assert isinstance(out["cases"], list) and len(out["cases"]) == len(cases), "Collected cases are incomplete."
+    for (activations, rho), case in zip(cases, out["cases"]):
+        rho = 0.01 if rho is None else rho
+        value = case["value"]
+        assert isinstance(value, torch.Tensor) and value.numel() == 1, (
+            f"sparsity_penalty should return a scalar tensor, got {describe(value)}.")
+        expected = sparsity_closed_form(activations, rho)
+        batch, units = activations.shape
+        assert torch.allclose(value.double().reshape(()), expected, rtol=1e-4, atol=1e-6), (
+            f"sparsity_penalty on activations of shape ({batch}, {units}) with rho={rho} returned "
+            f"{float(value):.6f}, expected {float(expected):.6f}: rho_hat_j is the mean of unit j over the batch, "
+            "and the KL terms are summed over the units.")
+        grad = case["grad"]
+        assert isinstance(grad, torch.Tensor) and tuple(grad.shape) == (batch, units) \
+            and torch.isfinite(grad).all() and grad.abs().sum() > 0, (
+            "Gradients of sparsity_penalty should flow back to the activations: use torch operations only.")
+
+
+JUDGES = {
+    "test_sample_train": judge_sample_train,
+    "test_encoder_decoder": judge_encoder_decoder,
+    "test_autoencoder": judge_autoencoder,
+    "test_reconstruction": judge_reconstruction,
+    "test_classifier": judge_classifier,
+    "test_compression": judge_compression,
+    "test_compression_trained": judge_trained_compression,
+    "test_sparsity_penalty": judge_sparsity,
+}

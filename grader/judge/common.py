@@ -1,0 +1,109 @@
+"""Judging helpers shared by every notebook: reading collected files safely, and tests of plain values.
+
+Judges run in the TA's process, never in a student's kernel. They receive what a collector stored
+(plain tensors and numbers, loaded without executing code) and the submission's `Inputs`, from which
+they derive the true inputs and targets themselves: nothing the kernel wrote is trusted beyond being data.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from grader.collect.common import ERROR_KEY, Inputs, collected_path, quiet, single_thread
+from grader.reference import Figure
+
+MAX_COLLECTED_BYTES = 128 * 2**20
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one grade cell, decided in the TA's process."""
+    passed: bool
+    message: str
+
+
+def load_collected(path: Path, max_bytes: int = MAX_COLLECTED_BYTES) -> Any:
+    """What a collector stored at `path`, read without executing code; AssertionError when unusable."""
+    if not path.is_file() or path.is_symlink():
+        raise AssertionError(
+            "No results were collected for this cell: its hidden tests did not run to the end (an error in an "
+            "earlier line of the cell, a kernel that stopped, or a resource limit). Run the whole notebook from "
+            "the top (Kernel > Restart & Run All) and fix the first error you see.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise AssertionError(f"The results collected for this cell are {size / 2**20:.0f} MiB, more than the "
+                             f"{max_bytes / 2**20:.0f} MiB allowed: they were not read.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, TypeError) as error:
+        raise AssertionError("The results collected for this cell could not be read as plain data "
+                             f"({type(error).__name__}); they were rejected.") from None
+
+
+def judge_cell(judge: Callable, grade_id: str, folder: Path, inputs: Inputs) -> Verdict:
+    """Run `judge` on what the kernel collected for `grade_id` in `folder`; any problem is a failed verdict."""
+    with quiet(), single_thread(), torch.no_grad():
+        try:
+            path = collected_path(grade_id, folder)
+            if not path.resolve().is_relative_to(Path(folder).resolve()):
+                raise AssertionError("The results collected for this cell point outside the grading folder: rejected.")
+            data = load_collected(path)
+            if isinstance(data, dict) and ERROR_KEY in data:
+                raise AssertionError(str(data[ERROR_KEY])[:2000])
+            if not isinstance(data, dict):
+                raise AssertionError("The results collected for this cell are not in the expected form.")
+            judge(data, inputs)
+        except AssertionError as error:
+            return Verdict(False, str(error) or "A hidden test failed.")
+        except Exception as error:  # malformed data: a failed cell, never a crash of the batch
+            return Verdict(False, "The results collected for this cell are malformed "
+                                  f"({type(error).__name__}: {str(error)[:300]}); they earn no points.")
+    return Verdict(True, "Hidden tests passed.")
+
+
+def require_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Assert that `value` is a finite float tensor (of `shape` when given) and return it."""
+    assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, got {describe(value)}."
+    if shape is not None:
+        assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, got {tuple(value.shape)}."
+    assert value.is_floating_point(), f"{what} should be a float tensor, got {value.dtype}."
+    assert torch.isfinite(value).all(), f"{what} contains NaN or infinite values."
+    return value
+
+
+def require_scalar(value: Any, what: str, reduce_hint: str = "reduce over the batch too") -> float:
+    """The float of a finite scalar tensor, or a failed test saying what the function returned."""
+    assert isinstance(value, torch.Tensor), f"{what} should return a torch scalar tensor, got {describe(value)}."
+    assert value.numel() == 1 and value.dim() == 0, (
+        f"{what} should return a scalar (shape ()), got shape {tuple(value.shape)}: {reduce_hint}.")
+    result = float(value)
+    assert math.isfinite(result), f"{what} returned {result}."
+    return result
+
+
+def describe(value: Any) -> str:
+    """A short description of a collected value for messages (collectors store type names for non-tensors)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def close(value: float, expected: float, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """Whether two numbers agree within a relative and absolute tolerance (NaN never does)."""
+    return math.isfinite(value) and abs(value - expected) <= atol + rtol * abs(expected)
+
+
+def tensors_close(value: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> tuple[bool, float]:
+    """Whether two tensors agree elementwise within tolerances, and their largest absolute difference."""
+    difference = (value.double() - expected.double()).abs()
+    return bool((difference <= atol + rtol * expected.double().abs()).all()), float(difference.max())
+
+
+def require_figure(figure: Figure, value: float, message: str) -> None:
+    """Fail with `message` unless `value` reaches the threshold of `figure` (its direction included)."""
+    assert figure.passes(value), message
+

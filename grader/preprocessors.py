@@ -1,0 +1,153 @@
+"""nbgrader autograde preprocessors that move every verdict out of the student's kernel.
+
+`HandOutInputs` runs before `Execute`: it clears what an earlier run collected and writes the
+submission's secret seed for the kernel. `JudgeCollected` runs after it, in the TA's process: it
+loads what each graded cell collected, runs that cell's judge and replaces the cell's outputs with
+the kernel's printed text plus the verdict, so `SaveAutoGrades` scores the judge's decision and
+nothing the kernel printed, raised, hid or patched. Both are configured in `nbgrader_config.py`.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from nbconvert.exporters.exporter import ResourcesDict
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Unicode
+
+from grader.collect.common import GRADING_DIR, INPUTS_FILE, Inputs
+from grader.judge import judge_notebook
+
+SECRET_FILE = ".aecourse_secret"
+MAX_KERNEL_TEXT = 20_000  # characters of the kernel's own output kept in a judged cell
+
+
+def course_secret(path: Path) -> bytes:
+    """The course's grading secret, created (readable by its owner only) the first time it is needed."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_bytes().strip()
+
+
+def submission_inputs(secret: bytes, student: str, notebook: str) -> Inputs:
+    """The secret-seeded inputs of one student's notebook: the same on every regrade, unknown without the secret."""
+    digest = hmac.new(secret, f"{student}\0{notebook}".encode(), hashlib.sha256).digest()
+    return Inputs(int.from_bytes(digest[:7], "big"))
+
+
+def grading_folder(resources: ResourcesDict) -> Path:
+    """The folder the notebook's kernel runs in (the student's autograded folder)."""
+    return Path(resources["metadata"]["path"]).resolve()
+
+
+class _SecretInputs(NbGraderPreprocessor):
+    """Shared configuration: where the course secret lives."""
+
+    secret_file = Unicode(
+        "", help="File holding the course's grading secret (created when missing); default: "
+                 f"{SECRET_FILE} in the course directory. Keep it out of students' reach."
+    ).tag(config=True)
+
+    def inputs(self, resources: ResourcesDict) -> Inputs:
+        """This submission's inputs, derived from the secret (never read back from the grading folder)."""
+        path = Path(self.secret_file) if self.secret_file else Path(os.getcwd()) / SECRET_FILE
+        return submission_inputs(course_secret(path), resources["nbgrader"]["student"],
+                                 resources["nbgrader"]["notebook"])
+
+
+def hand_out(folder: Path, inputs: Inputs) -> None:
+    """Empty the grading folder's collection area and write the inputs the kernel will read."""
+    area = folder / GRADING_DIR
+    remove(area)
+    area.mkdir()
+    (area / INPUTS_FILE).write_text(json.dumps({"seed": inputs.seed}))
+
+
+class HandOutInputs(_SecretInputs):
+    """Before execution: remove old collections and hand the kernel this submission's secret seed."""
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        hand_out(grading_folder(resources), self.inputs(resources))
+        return nb, resources
+
+
+class JudgeCollected(_SecretInputs):
+    """After execution: judge every graded cell from its collection and make the verdict its only score."""
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        folder = grading_folder(resources)
+        graded = [cell for cell in nb.cells if is_scored(cell)]
+        verdicts = judge_notebook(resources["nbgrader"]["notebook"],
+                                  [cell.metadata["nbgrader"]["grade_id"] for cell in graded],
+                                  folder, self.inputs(resources))
+        for cell in graded:
+            verdict = verdicts[cell.metadata["nbgrader"]["grade_id"]]
+            cell.outputs = kernel_text(cell.outputs) + [verdict_output(verdict.passed, verdict.message)]
+            self.log.info("%s: %s", cell.metadata["nbgrader"]["grade_id"], "passed" if verdict.passed else "failed")
+        remove(folder / GRADING_DIR)
+        return nb, resources
+
+
+def is_scored(cell: NotebookNode) -> bool:
+    """Whether a cell is a code grade cell worth points."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and float(meta.get("points", 0) or 0) > 0
+
+
+def kernel_text(outputs: list) -> list[NotebookNode]:
+    """What the kernel printed and displayed, as plain stdout and pictures: nothing nbgrader would score."""
+    kept, text = [], []
+    for output in outputs:
+        kind = output.get("output_type")
+        if kind == "stream":
+            text.append(str(output.get("text", "")))
+        elif kind == "error":
+            text.append(f"[your code raised {output.get('ename', 'an error')}: {output.get('evalue', '')}]\n")
+        elif kind == "display_data" and set(output.get("data", {})) <= {"image/png", "text/plain"}:
+            kept.append(NotebookNode(output_type="display_data", metadata={},
+                                     data={k: v for k, v in output["data"].items()}))
+    joined = "".join(text)
+    if len(joined) > MAX_KERNEL_TEXT:
+        joined = joined[:MAX_KERNEL_TEXT] + "\n... output truncated ...\n"
+    return ([NotebookNode(output_type="stream", name="stdout", text=joined)] if joined else []) + kept
+
+
+def verdict_output(passed: bool, message: str) -> NotebookNode:
+    """The output that carries a verdict: plain text for a pass, an error (zero points) for a failure."""
+    if passed:
+        return NotebookNode(output_type="stream", name="stdout", text=f"Graded by the course's grader: {message}\n")
+    return NotebookNode(output_type="error", ename="AssertionError", evalue=message,
+                        traceback=[f"Graded by the course's grader: {message}"])
+
+
+def remove(path: Path) -> None:
+    """Delete a file or folder tree if it is there (links are removed, never followed)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def autograde_preprocessors(sandboxed: bool) -> list[type]:
+    """nbgrader's autograde steps with the inputs handed out first, the kernel sandboxed when asked, and
+    every graded cell judged in this process right before SaveAutoGrades records its score."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import Execute, SaveAutoGrades
+
+    from grader.sandbox import SandboxedExecute
+
+    steps = [HandOutInputs]
+    for step in Autograde.class_traits()["autograde_preprocessors"].default():
+        if step is SaveAutoGrades:
+            steps.append(JudgeCollected)
+        steps.append(SandboxedExecute if sandboxed and step is Execute else step)
+    return steps
