@@ -4,7 +4,8 @@ from pathlib import Path
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
-c.CourseDirectory.root = str(Path(__file__).resolve().parent)
+ROOT = Path(__file__).resolve().parent
+c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.course_id = "autoencoders-course"
 
 # Files that never travel between source, release and submissions: notebook sources in text form,
@@ -14,7 +15,7 @@ _SHADOWED = sorted(set(sys.stdlib_module_names) | {
     "grader", "aelib", "torch", "numpy", "sklearn", "scipy", "matplotlib", "tqdm", "nbgrader",
     "IPython", "ipykernel", "jupyter_client", "traitlets", "pytest", "conftest"})
 c.CourseDirectory.ignore = [
-    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "[0-9]_*.py", "data",
+    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "[0-9]_*.py", "data", ".aecourse",
     *(f"{name}.py" for name in _SHADOWED),
     *(name for name in _SHADOWED if name not in {"aelib"} and not name.startswith("_")),
 ]
@@ -25,11 +26,20 @@ c.Execute.interrupt_on_timeout = True
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?i)warn"
 
-# Autograde kernels run in a bubblewrap sandbox when it is installed (see grader/sandbox.py).
+# Verdicts are decided in this process, never in the student's kernel (grader/preprocessors.py): hidden
+# test cells only collect, and per-submission inputs come from this secret (keep it out of the release).
+c.SecretInputs.secret_file = str(ROOT / ".aecourse_secret")
+
+# Resource limits of each grading kernel and submission (grader/sandbox.py; defaults shown).
+# c.SandboxedKernelManager.memory_limit = 4 * 2**30
+# c.SandboxedKernelManager.max_processes = 128
+# c.SandboxedKernelManager.cpu_time_limit = 900
+# c.SandboxedExecute.submission_timeout = 600
+
 try:
-    from grader.sandbox import autograde_preprocessors, sandbox_enabled
-except ImportError:  # the grader package is not installed: nothing to autograde with anyway
+    from grader.preprocessors import autograde_preprocessors
+    from grader.sandbox import sandbox_enabled
+except ImportError:  # the grader package is not installed: hidden tests cannot collect, every graded cell fails
     pass
 else:
-    if sandbox_enabled():
-        c.Autograde.autograde_preprocessors = autograde_preprocessors()
+    c.Autograde.autograde_preprocessors = autograde_preprocessors(sandboxed=sandbox_enabled())

@@ -49,7 +49,7 @@ def grading_folder(resources: ResourcesDict) -> Path:
     return Path(resources["metadata"]["path"]).resolve()
 
 
-class _SecretInputs(NbGraderPreprocessor):
+class SecretInputs(NbGraderPreprocessor):
     """Shared configuration: where the course secret lives."""
 
     secret_file = Unicode(
@@ -72,7 +72,7 @@ def hand_out(folder: Path, inputs: Inputs) -> None:
     (area / INPUTS_FILE).write_text(json.dumps({"seed": inputs.seed}))
 
 
-class HandOutInputs(_SecretInputs):
+class HandOutInputs(SecretInputs):
     """Before execution: remove old collections and hand the kernel this submission's secret seed."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
@@ -80,7 +80,7 @@ class HandOutInputs(_SecretInputs):
         return nb, resources
 
 
-class JudgeCollected(_SecretInputs):
+class JudgeCollected(SecretInputs):
     """After execution: judge every graded cell from its collection and make the verdict its only score."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
@@ -91,7 +91,11 @@ class JudgeCollected(_SecretInputs):
                                   folder, self.inputs(resources))
         for cell in graded:
             verdict = verdicts[cell.metadata["nbgrader"]["grade_id"]]
-            cell.outputs = kernel_text(cell.outputs) + [verdict_output(verdict.passed, verdict.message)]
+            message = verdict.message
+            limits = [o.get("evalue", "") for o in cell.outputs if o.get("ename") == "GradingLimit"]
+            if not verdict.passed and limits:
+                message = f"{limits[0]} {message}"
+            cell.outputs = kernel_text(cell.outputs) + [verdict_output(verdict.passed, message)]
             self.log.info("%s: %s", cell.metadata["nbgrader"]["grade_id"], "passed" if verdict.passed else "failed")
         remove(folder / GRADING_DIR)
         return nb, resources

@@ -1,27 +1,45 @@
-"""Run each autograde kernel inside a bubblewrap sandbox.
+"""Run each autograde kernel inside a bubblewrap sandbox, with resource limits.
 
 Student code runs with the grader's rights unless its kernel is confined. Inside the sandbox the
-whole file system is read-only, the network is gone, and the course directory (gradebook with the
-hidden tests, source notebooks, other students) and the home folder are hidden; only the student's
-own grading folder is writable. Kernels talk to nbgrader over IPC sockets in Jupyter's runtime folder.
+whole file system is read-only, the network, other processes and every capability are gone, and the
+course directory (gradebook, source notebooks, other students, the grading secret), the home folder,
+/tmp and the grader are hidden: of the grader only `grader/collect` (collection code) is visible.
+Only the student's own grading folder and a small private /tmp are writable. Kernels talk to
+nbgrader over IPC sockets in a runtime folder of their own.
+
+Limits, per kernel: memory (address space, and a cgroup where the machine has one, which also counts
+/tmp), processes (a cgroup; RLIMIT_NPROC when not root), file size, CPU time, open files; per cell:
+output size; per submission: a wall-clock limit over all its notebooks and a disk quota on its
+grading folder. A breach ends that kernel or cell, the affected cells fail with a message naming
+the limit, and grading goes on.
 
 Selected with the environment variable AECOURSE_SANDBOX: `auto` (default: sandbox when `bwrap` is
 installed), `on` (refuse to grade without it) or `off`.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
+from nbclient.exceptions import DeadKernelError
+from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
+from traitlets import Integer
 
 SANDBOX_ENV = "AECOURSE_SANDBOX"
+DEADLINE_ENV = "AECOURSE_SUBMISSION_DEADLINE"  # epoch seconds, set by `aecourse autograde` per student
 GRADER_DIR = Path(__file__).resolve().parent
+VISIBLE_GRADER = ("__init__.py", "collect")  # all of the grader a kernel may read
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+GiB, MiB = 2**30, 2**20
 
 
 def sandbox_mode() -> str:
@@ -43,19 +61,21 @@ def sandbox_enabled() -> bool:
     return available
 
 
-def bwrap_prefix(cwd: Path, runtime_dir: Path, course_root: Path | None) -> list[str]:
+def bwrap_prefix(cwd: Path, runtime_dir: Path, course_root: Path | None, tmp_bytes: int = 256 * MiB,
+                 threads: int = 1) -> list[str]:
     """The bwrap command line that confines a kernel to its grading folder `cwd`."""
-    hidden = [Path.home(), Path("/tmp")] + ([course_root] if course_root else [])
+    hidden = [Path.home(), Path("/tmp"), GRADER_DIR] + ([course_root] if course_root else [])
     if (GRADER_DIR.parent / "source").is_dir():  # an editable install: the repository holds the solutions
         hidden.append(GRADER_DIR.parent)
-    visible_ro = {Path(sys.prefix), Path(sys.base_prefix), GRADER_DIR}
+    visible_ro = {Path(sys.prefix), Path(sys.base_prefix), *(GRADER_DIR / name for name in VISIBLE_GRADER)}
     data_dir = os.environ.get("AUTOENCODERS_DATA_DIR")
     if data_dir:
         visible_ro.add(Path(data_dir).resolve())
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--unshare-net", "--die-with-parent", "--new-session"]
-    for path in hidden:
-        args += ["--tmpfs", str(path.resolve())]
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
+    for path in sorted({p.resolve() for p in hidden}, key=lambda p: len(p.parts)):
+        args += (["--size", str(tmp_bytes)] if path == Path("/tmp") else []) + ["--tmpfs", str(path)]
     for path in sorted(visible_ro):
         if any(path.resolve().is_relative_to(h.resolve()) for h in hidden) and path.exists():
             args += ["--ro-bind", str(path.resolve()), str(path.resolve())]
@@ -64,7 +84,10 @@ def bwrap_prefix(cwd: Path, runtime_dir: Path, course_root: Path | None) -> list
     for path in (runtime_dir, cwd):
         args += ["--bind", str(path.resolve()), str(path.resolve())]
     args += ["--chdir", str(cwd.resolve()), "--setenv", "HOME", "/tmp",
-             "--setenv", "MPLCONFIGDIR", "/tmp", "--setenv", "IPYTHONDIR", "/tmp/ipython", "--"]
+             "--setenv", "MPLCONFIGDIR", "/tmp", "--setenv", "IPYTHONDIR", "/tmp/ipython",
+             "--setenv", "OMP_NUM_THREADS", str(threads), "--setenv", "MKL_NUM_THREADS", str(threads),
+             # the kernel is not its launcher's child inside the pid namespace: no parent polling
+             "--unsetenv", "JPY_PARENT_PID", "--"]
     return args
 
 
@@ -76,36 +99,232 @@ def course_root_of(cwd: Path) -> Path | None:
     return None
 
 
-def autograde_preprocessors() -> list[type]:
-    """nbgrader's autograde preprocessors with Execute replaced by SandboxedExecute."""
-    from nbgrader.converters import Autograde
+# --- resource limits -----------------------------------------------------------------------------
 
-    return [SandboxedExecute if step is Execute else step
-            for step in Autograde.class_traits()["autograde_preprocessors"].default()]
+class Cgroup:
+    """A memory and a pids cgroup (v1 controllers, or one v2 group) for one kernel, where the machine allows it."""
+
+    def __init__(self, name: str, memory_bytes: int, max_processes: int):
+        self.folders: dict[str, Path] = {}
+        v2 = CGROUP_ROOT / "cgroup.controllers"
+        candidates = ({"unified": CGROUP_ROOT / "aecourse" / name} if v2.exists()
+                      else {c: CGROUP_ROOT / c / "aecourse" / name for c in ("memory", "pids")})
+        settings = {"memory": {"memory.limit_in_bytes": memory_bytes, "memory.memsw.limit_in_bytes": memory_bytes},
+                    "pids": {"pids.max": max_processes},
+                    "unified": {"memory.max": memory_bytes, "memory.swap.max": 0, "pids.max": max_processes}}
+        for controller, folder in candidates.items():
+            try:
+                if controller == "unified":
+                    (CGROUP_ROOT / "aecourse").mkdir(exist_ok=True)
+                    (CGROUP_ROOT / "aecourse" / "cgroup.subtree_control").write_text("+memory +pids")
+                folder.mkdir(parents=True, exist_ok=True)
+                for key, value in settings[controller].items():
+                    if (folder / key).exists():
+                        try:
+                            (folder / key).write_text(str(value))
+                        except OSError:
+                            pass  # e.g. no swap accounting
+                self.folders[controller] = folder
+            except OSError:
+                continue
+
+    def join_command(self) -> list[str]:
+        """A command prefix that moves itself into the cgroups, then runs the rest."""
+        if not self.folders:
+            return []
+        files = " ".join(f"'{folder / 'cgroup.procs'}'" for folder in self.folders.values())
+        return ["sh", "-c", f'for f in {files}; do echo $$ > "$f" || exit 97; done; exec "$@"', "aecourse-cgroup"]
+
+    def memory_exceeded(self) -> bool:
+        """Whether the kernel hit its memory limit."""
+        for folder in self.folders.values():
+            for name, marker in (("memory.oom_control", "oom_kill "), ("memory.events", "oom_kill ")):
+                try:
+                    for line in (folder / name).read_text().splitlines():
+                        if line.startswith(marker) and int(line.split()[1]) > 0:
+                            return True
+                except (OSError, ValueError):
+                    continue
+            try:
+                if int((folder / "memory.failcnt").read_text()) > 0:
+                    return True
+            except (OSError, ValueError):
+                pass
+        return False
+
+    def remove(self) -> None:
+        """Kill whatever is left in the cgroups and delete them."""
+        for folder in self.folders.values():
+            try:
+                for pid in (folder / "cgroup.procs").read_text().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+            except OSError:
+                pass
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def rlimit_command(memory_bytes: int, max_processes: int, file_bytes: int, cpu_seconds: int) -> list[str]:
+    """A `prlimit` prefix setting the kernel's rlimits (processes only when not root: root ignores them)."""
+    args = ["prlimit", f"--as={memory_bytes}", f"--fsize={file_bytes}", f"--cpu={cpu_seconds}", "--core=0",
+            "--nofile=1024"]
+    if os.geteuid() != 0:
+        args.append(f"--nproc={max_processes + len(os.listdir('/proc'))}")
+    return args + ["--"]
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files under `folder` (links are not followed)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """A kernel manager that starts the kernel inside bubblewrap, talking over IPC sockets."""
+    """A kernel manager that starts the kernel inside bubblewrap, with limits, talking over IPC sockets."""
+
+    memory_limit = Integer(4 * GiB, help="Bytes of memory a grading kernel may use.").tag(config=True)
+    max_processes = Integer(128, help="Processes and threads a grading kernel may run at once.").tag(config=True)
+    file_size_limit = Integer(256 * MiB, help="Largest file a grading kernel may write, in bytes.").tag(config=True)
+    cpu_time_limit = Integer(900, help="CPU seconds a grading kernel may use in all.").tag(config=True)
+    tmp_size = Integer(256 * MiB, help="Size of the kernel's private /tmp, in bytes.").tag(config=True)
+    threads = Integer(1, help="Torch/OpenMP threads per grading kernel (N kernels on N cores: 1).").tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("transport", "ipc")
         super().__init__(**kwargs)
+        self.cgroup: Cgroup | None = None
+        self.private_runtime: Path | None = None
 
     async def _async_pre_start_kernel(self, **kw):
-        runtime = Path(jupyter_runtime_dir())
-        runtime.mkdir(parents=True, exist_ok=True)
-        name = f"kernel-sandbox-{uuid.uuid4()}"
-        # Absolute paths, both in the one folder shared with the sandbox: the kernel runs elsewhere.
-        self.connection_file = str(runtime / f"{name}.json")
-        self.ip = str(runtime / f"{name}-ipc")
+        name = f"aecourse-{uuid.uuid4()}"
+        # A runtime folder of its own: the kernel cannot reach other kernels' sockets.
+        self.private_runtime = Path(jupyter_runtime_dir()) / name
+        self.private_runtime.mkdir(parents=True, mode=0o700)
+        self.connection_file = str(self.private_runtime / "kernel.json")
+        self.ip = str(self.private_runtime / "ipc")
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         cwd = Path(kw.get("cwd") or os.getcwd())
-        return bwrap_prefix(cwd, runtime, course_root_of(cwd)) + kernel_cmd, kw
+        self.cgroup = Cgroup(name, self.memory_limit, self.max_processes)
+        prefix = (self.cgroup.join_command()
+                  + rlimit_command(self.memory_limit, self.max_processes, self.file_size_limit, self.cpu_time_limit)
+                  + bwrap_prefix(cwd, self.private_runtime, course_root_of(cwd), self.tmp_size, self.threads))
+        return prefix + kernel_cmd, kw
+
+    def breach(self) -> str:
+        """Which limit ended the kernel, in words (empty when none is known)."""
+        code = getattr(getattr(self.provisioner, "process", None), "returncode", None)
+        if self.cgroup and self.cgroup.memory_exceeded():
+            return f"the memory limit ({self.memory_limit / GiB:g} GiB)"
+        if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            return f"the CPU time limit ({self.cpu_time_limit} s)"
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+            return f"the file size limit ({self.file_size_limit / MiB:g} MiB)"
+        if code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+            return f"a limit (the kernel was killed; memory limit {self.memory_limit / GiB:g} GiB)"
+        return "" if code is None else f"nothing known: the kernel exited with status {code}"
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if self.cgroup:
+            self.cgroup.remove()
+        if self.private_runtime:
+            shutil.rmtree(self.private_runtime, ignore_errors=True)
+
+
+_SUBMISSION_STARTED: dict[str, float] = {}
 
 
 class SandboxedExecute(Execute):
-    """nbgrader's Execute preprocessor with every kernel in the sandbox."""
+    """nbgrader's Execute with every kernel sandboxed, a per-submission deadline and capped outputs."""
+
+    submission_timeout = Integer(600, help="Wall-clock seconds for all notebooks of one submission.").tag(config=True)
+    disk_limit = Integer(1 * GiB, help="Bytes a submission's grading folder may grow to.").tag(config=True)
+    output_limit = Integer(2 * MiB, help="Bytes of output kept per cell; the rest is dropped.").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+        self.stopped = ""
+        self.folder: Path | None = None
+        self.deadline = 0.0
+        self._output_bytes: dict[int, int] = {}
+
+    def preprocess(self, nb, resources=None, km=None):
+        self.stopped = ""
+        self.folder = Path(resources["metadata"]["path"]).resolve()
+        student = resources.get("nbgrader", {}).get("student", "")
+        started = _SUBMISSION_STARTED.setdefault(student, time.time())
+        self.deadline = float(os.environ.get(DEADLINE_ENV) or started + self.submission_timeout)
+        return super().preprocess(nb, resources, km)
+
+    def _get_timeout(self, cell) -> int:
+        """The cell timeout, cut short by the submission's deadline."""
+        timeout = super()._get_timeout(cell)
+        left = max(1, int(self.deadline - time.time()))
+        return left if timeout is None or timeout < 0 else min(timeout, left)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if not self.stopped and time.time() >= self.deadline:
+            self.stopped = (f"the wall-clock limit of this submission ({self.submission_timeout} s for all "
+                            "notebooks) was reached")
+        if self.stopped:
+            cell.outputs = [not_run(f"Not run: {self.stopped}.")]
+            return cell
+        watchdog = asyncio.ensure_future(self._watch_disk())
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            self.stopped = self.stopped or self._death_reason()
+            cell.outputs.append(not_run(f"The kernel stopped while running this cell: {self.stopped}."))
+            return cell
+        finally:
+            watchdog.cancel()
+            if not self.stopped and time.time() >= self.deadline:
+                self.stopped = f"the wall-clock limit of this submission ({self.submission_timeout} s) was reached"
+
+    def _death_reason(self) -> str:
+        """Why the kernel died, as precisely as the kernel manager can tell."""
+        breach = self.km.breach() if isinstance(self.km, SandboxedKernelManager) else ""
+        return f"it hit {breach}" if breach and not breach.startswith("nothing") else (breach or "it exited")
+
+    async def _watch_disk(self) -> None:
+        """Kill the kernel when the grading folder outgrows the disk quota."""
+        while self.folder is not None:
+            await asyncio.sleep(0.5)
+            if folder_bytes(self.folder) > self.disk_limit:
+                self.stopped = f"it hit the disk limit ({self.disk_limit / GiB:g} GiB for the grading folder)"
+                self.log.warning("disk limit reached in %s: killing the kernel", self.folder)
+                await self.km.shutdown_kernel(now=True)
+                return
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep a cell's outputs until they reach the output limit, then drop the rest with one note."""
+        size = len(str(msg.get("content", "")))
+        used = self._output_bytes.get(cell_index, 0)
+        self._output_bytes[cell_index] = used + size
+        if used + size > self.output_limit:
+            if used <= self.output_limit:
+                outs.append(NotebookNode(output_type="stream", name="stdout",
+                                         text=f"\n... output beyond {self.output_limit / MiB:g} MiB dropped ...\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def not_run(message: str) -> NotebookNode:
+    """An error output saying why a cell did not (fully) run."""
+    return NotebookNode(output_type="error", ename="GradingLimit", evalue=message, traceback=[message])
