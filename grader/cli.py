@@ -68,9 +68,20 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     """Autograde students of a course directory one by one and print their scores."""
     use_data(args)
     root = Path(args.course).resolve()
-    students = args.students or sorted(p.name for p in (root / "submitted").iterdir() if p.is_dir())
-    reports = [pipeline.autograde(root, student) for student in students]
-    print(pipeline.score_table(reports, max_points(), submitted))
+    submitted_dir = root / "submitted"
+    if not submitted_dir.is_dir():
+        raise FileNotFoundError(f"{submitted_dir} does not exist: put submissions in submitted/<student>/"
+                                f"{pipeline.ASSIGNMENT}/ first")
+    students = args.students or sorted(p.name for p in submitted_dir.iterdir() if p.is_dir())
+    unknown = [s for s in students if not (submitted_dir / s / pipeline.ASSIGNMENT).is_dir()]
+    if unknown:
+        raise FileNotFoundError(f"no submission in {submitted_dir} for {', '.join(unknown)}")
+    reports = pipeline.autograde_all(root, students, workers=args.workers, timeout=args.timeout)
+    handed_in = {s: {p.stem for p in (submitted_dir / s / pipeline.ASSIGNMENT).glob("*.ipynb")} for s in students}
+    print(pipeline.score_table(reports, max_points(), handed_in))
+    for report in reports:
+        if report.error:
+            print(f"{report.student}: autograde error: {report.error.strip().splitlines()[-1] if report.error.strip() else ''}")
     return 0
 
 
@@ -150,6 +161,9 @@ def parser() -> argparse.ArgumentParser:
     grade = add("autograde", cmd_autograde, "autograde students one by one and print scores", data=True)
     grade.add_argument("students", nargs="*", help="student ids (default: everyone in submitted/)")
     grade.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
+    grade.add_argument("--workers", type=int, default=1, help="students graded at once (default 1)")
+    grade.add_argument("--timeout", type=float, default=pipeline.SUBMISSION_TIMEOUT,
+                       help="wall-clock seconds for all notebooks of one submission (default 600)")
     add("demo", cmd_demo, "the whole pipeline on demo submissions, ending with a score table", data=True)
     return top
 

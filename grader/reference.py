@@ -73,13 +73,15 @@ DAE = {
 }
 
 TSNE = {
-    # Hidden check of tsne (grader/checks/tsne.py): the student's tsne on the first 300 images of the
-    # test split, 300 iterations from seed 3, one CPU thread. The test split differs between offline
-    # mode (images 8000-8299 of the official test set) and a real course run (images 0-299), so each
-    # figure is measured on both; `reference` is the lower (real-course) value, the offline value is
-    # in the comment. Seeds 0-3 and the offline test images 300-599 and 600-899 gave trustworthiness
-    # 0.88-0.95 (SGD) and 0.95-0.99 (Adam), 1-NN 0.87-0.98 and 0.93-0.99. A random map scores about
-    # 0.50 and 0.10; forgetting zero_grad with Adam gives 0.71-0.76 and 0.34-0.56.
+    # Hidden check of tsne (grader/collect/tsne.py, grader/judge/tsne.py): the student's tsne, with the
+    # student's own helpers, on a secret subset of 300 images of the test split, 300 iterations from a
+    # secret seed, one CPU thread. `reference` was measured on the first 300 images from seed 3 in a real
+    # course run (images 0-299 of the official test set), the offline value (images 8000-8299) is in the
+    # comment. Seeds 0-3 and the offline test images 300-599 and 600-899 gave trustworthiness
+    # 0.88-0.95 (SGD) and 0.95-0.99 (Adam), 1-NN 0.87-0.98 and 0.93-0.99. Secret subsets of the offline
+    # test split (Inputs seeds 20261122 and 1-7, the reference solution): trustworthiness 0.846-0.905 (SGD)
+    # and 0.945-0.970 (Adam), 1-NN 0.817-0.870 and 0.870-0.917, so the thresholds were kept. A random map
+    # scores about 0.50 and 0.10; forgetting zero_grad with Adam gives 0.71-0.76 and 0.34-0.56.
     # Gradient descent, learning rate 10, sigma 2.0 (offline: 0.935, KL 1.67 from 3.20 at iteration 20).
     "check_sgd_trustworthiness": Figure(reference=0.868, threshold=0.78, higher_is_better=True),
     # (offline: 0.943)

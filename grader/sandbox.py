@@ -29,13 +29,13 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
-from nbclient.exceptions import DeadKernelError
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
 SANDBOX_ENV = "AECOURSE_SANDBOX"
-DEADLINE_ENV = "AECOURSE_SUBMISSION_DEADLINE"  # epoch seconds, set by `aecourse autograde` per student
 GRADER_DIR = Path(__file__).resolve().parent
 VISIBLE_GRADER = ("__init__.py", "collect")  # all of the grader a kernel may read
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -233,8 +233,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
             return f"the file size limit ({self.file_size_limit / MiB:g} MiB)"
         if code in (-signal.SIGKILL, 128 + signal.SIGKILL):
-            return f"a limit (the kernel was killed; memory limit {self.memory_limit / GiB:g} GiB)"
-        return "" if code is None else f"nothing known: the kernel exited with status {code}"
+            return "exit status -9 (killed)"
+        return "" if code is None else f"exit status {code}"
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
@@ -261,14 +261,19 @@ class SandboxedExecute(Execute):
         self.folder: Path | None = None
         self.deadline = 0.0
         self._output_bytes: dict[int, int] = {}
+        self.timed_out = 0
 
     def preprocess(self, nb, resources=None, km=None):
         self.stopped = ""
         self.folder = Path(resources["metadata"]["path"]).resolve()
         student = resources.get("nbgrader", {}).get("student", "")
         started = _SUBMISSION_STARTED.setdefault(student, time.time())
-        self.deadline = float(os.environ.get(DEADLINE_ENV) or started + self.submission_timeout)
+        self.deadline = started + self.submission_timeout
         return super().preprocess(nb, resources, km)
+
+    def deadline_message(self) -> str:
+        """What the feedback says when the submission's wall-clock limit is reached."""
+        return f"the wall-clock limit of this submission ({self.submission_timeout} s for all its notebooks) was reached"
 
     def _get_timeout(self, cell) -> int:
         """The cell timeout, cut short by the submission's deadline."""
@@ -280,14 +285,20 @@ class SandboxedExecute(Execute):
         if cell.cell_type != "code" or not cell.source.strip():
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         if not self.stopped and time.time() >= self.deadline:
-            self.stopped = (f"the wall-clock limit of this submission ({self.submission_timeout} s for all "
-                            "notebooks) was reached")
+            self.stopped = self.deadline_message()
         if self.stopped:
             cell.outputs = [not_run(f"Not run: {self.stopped}.")]
             return cell
         watchdog = asyncio.ensure_future(self._watch_disk())
+        self.timed_out = 0
         try:
-            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            if self.timed_out:
+                await self._stop_after_timeout(cell)
+            return cell
+        except CellTimeoutError:  # the kernel ignored the interrupt and never went idle
+            await self._stop_after_timeout(cell)
+            return cell
         except DeadKernelError:
             self.stopped = self.stopped or self._death_reason()
             cell.outputs.append(not_run(f"The kernel stopped while running this cell: {self.stopped}."))
@@ -295,19 +306,34 @@ class SandboxedExecute(Execute):
         finally:
             watchdog.cancel()
             if not self.stopped and time.time() >= self.deadline:
-                self.stopped = f"the wall-clock limit of this submission ({self.submission_timeout} s) was reached"
+                self.stopped = self.deadline_message()
+
+    execute_cell = run_sync(async_execute_cell)
+
+    async def _stop_after_timeout(self, cell) -> None:
+        """Stop a kernel that ran past its time: it may ignore interrupts, and waiting again on every cell costs more."""
+        over = time.time() >= self.deadline - 1
+        self.stopped = (self.deadline_message() if over else f"a cell ran longer than the per-cell limit of {self.timed_out or self.timeout} s")
+        cell.outputs.append(not_run(f"Stopped: {self.stopped}."))
+        await self.km.shutdown_kernel(now=True)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self.timed_out = timeout
+        return await super()._async_handle_timeout(timeout, cell)  # nbclient binds its own coroutine here: rebind to ours
 
     def _death_reason(self) -> str:
         """Why the kernel died, as precisely as the kernel manager can tell."""
         breach = self.km.breach() if isinstance(self.km, SandboxedKernelManager) else ""
-        return f"it hit {breach}" if breach and not breach.startswith("nothing") else (breach or "it exited")
+        if breach.startswith("exit status"):
+            return f"the kernel exited ({breach})"
+        return f"it hit {breach}" if breach else "the kernel exited"
 
     async def _watch_disk(self) -> None:
         """Kill the kernel when the grading folder outgrows the disk quota."""
         while self.folder is not None:
             await asyncio.sleep(0.5)
             if folder_bytes(self.folder) > self.disk_limit:
-                self.stopped = f"it hit the disk limit ({self.disk_limit / GiB:g} GiB for the grading folder)"
+                self.stopped = f"it hit the disk limit ({self.disk_limit / 1e6:.0f} MB for the grading folder)"
                 self.log.warning("disk limit reached in %s: killing the kernel", self.folder)
                 await self.km.shutdown_kernel(now=True)
                 return

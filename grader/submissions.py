@@ -9,6 +9,7 @@ import torch
 
 from grader import notebooks, pipeline
 from grader.variants import Variant
+from grader.variants.hostile import BASES, FIRST_CELL, Hostile
 
 PAYLOAD_MARKER = "payload_ran"
 
@@ -35,6 +36,15 @@ def tamper(path: Path, how: str, reference_dir: Path, marker: Path) -> None:
         state = torch.load(reference_dir / "1_ae_2d.pth", weights_only=True)
         torch.save({key.removeprefix("encoder."): value for key, value in state.items()
                     if key.startswith("encoder.")}, path)
+    elif how == "huge":
+        with open(path, "wb") as handle:
+            handle.truncate(100 * 2**20)
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "nan_weights":
+        state = torch.load(path, weights_only=True)
+        torch.save({key: torch.full_like(value, float("nan")) if value.is_floating_point() else value
+                    for key, value in state.items()}, path)
     else:
         raise ValueError(f"unknown tampering {how!r}")
 
@@ -68,6 +78,27 @@ def submit_variant(root: Path, student: str, variant: Variant, reference_dir: Pa
     for filename, how in variant.files.items():
         tamper(folder / filename, how, reference_dir, root / PAYLOAD_MARKER)
     return folder
+
+
+def submit_hostile(root: Path, student: str, case: Hostile, reference_dir: Path) -> Path:
+    """Submit a hostile-catalogue case: its base mistake, its trick, its notebook edits and tampered files."""
+    release, source = _notebooks(root, case.notebook)
+    first = notebooks.solution_code(notebooks.cells_by_grade_id(source)[FIRST_CELL[case.notebook]].source)
+    notebook = pipeline.fill_release(release, source, case.solution_cells(first))
+    if case.edit:
+        case.edit(notebook)
+    folder = pipeline.submit(root, student, {f"{case.notebook}.ipynb": notebook,
+                                             **checkpoints(reference_dir, case.notebook)})
+    for filename, how in case.files.items():
+        tamper(folder / filename, how, reference_dir, root / PAYLOAD_MARKER)
+    return folder
+
+
+def submit_base(root: Path, student: str, notebook: str, reference_dir: Path) -> Path:
+    """Submit the base mistake of the hostile catalogue for `notebook`, without any trick."""
+    release, source = _notebooks(root, notebook)
+    return pipeline.submit(root, student, {f"{notebook}.ipynb": pipeline.fill_release(release, source, BASES[notebook]),
+                                           **checkpoints(reference_dir, notebook)})
 
 
 def train_submission(folder: Path, name: str) -> None:

@@ -1,58 +1,99 @@
-"""End to end through nbgrader itself: release, autograde of reference, blank, wrong and hostile submissions."""
+"""End to end through nbgrader itself: release, autograde of reference, blank, wrong and hostile submissions.
+
+Every submission is graded once, two nbgrader processes at a time (kernels pinned to one thread).
+"""
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
+from pathlib import Path
 
 import pytest
 
 from grader import notebooks, pipeline, submissions
-from grader.variants import notebooks_under_test, Variant, variants_of
+from grader.variants import notebooks_under_test, variants_of
+from grader.variants.hostile import BASES, LEAK, PAYLOAD_FLAG, PROBE_PORT, catalogue
 
 NOTEBOOKS = notebooks_under_test()
 POINTS = {name: notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb")) for name in NOTEBOOKS}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS]
-KERNEL_EXIT = "import os\nos._exit(1)\n"
-# A solution cell that tries to leave its grading folder: write into the course, copy the gradebook.
-ESCAPE = """
-import pathlib
-course = pathlib.Path.cwd().parents[2]
-for attempt in (lambda: (course / "escaped").write_text("x"),
-                lambda: (pathlib.Path.cwd() / "stolen").write_bytes((course / "gradebook.db").read_bytes())):
-    try:
-        attempt()
-    except OSError as error:
-        print("blocked:", type(error).__name__)
-"""
+HOSTILE = [case for case in catalogue() if case.notebook in NOTEBOOKS]
+WORKERS = 2
+
+
+class ProbeServer:
+    """A loopback TCP server the network case tries to reach; it counts the connections it accepts."""
+
+    def __init__(self, port: int):
+        self.accepted = 0
+        self.socket = socket.create_server(("127.0.0.1", port))
+        self.socket.settimeout(0.5)
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while self.running:
+            try:
+                connection, _ = self.socket.accept()
+                self.accepted += 1
+                connection.close()
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.socket.close()
 
 
 @pytest.fixture(scope="module")
-def graded(course) -> dict[str, pipeline.GradeReport]:
+def probe() -> ProbeServer:
+    """The loopback server, listening while the submissions are graded."""
+    server = ProbeServer(PROBE_PORT)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def graded(course, probe) -> dict[str, pipeline.GradeReport]:
     """Autograde every test submission once; reports by student id."""
+    Path(PAYLOAD_FLAG).unlink(missing_ok=True)
     references = {name: pipeline.train_reference(name) for name in NOTEBOOKS}
     for index, (name, reference) in enumerate(references.items()):
         submissions.submit_reference(course, "reference", name, reference, fresh=index == 0)
         submissions.submit_blank(course, "blank", name, fresh=index == 0)
     for name, variant in CASES:
         submissions.submit_variant(course, f"{name}-{variant.name}", variant, references[name])
+    for name in BASES:
+        if name in NOTEBOOKS:
+            submissions.submit_base(course, f"base-{name}", name, references[name])
+    settings = {}
+    for case in HOSTILE:
+        submissions.submit_hostile(course, f"hostile-{case.name}", case, references[case.notebook])
+        settings[f"hostile-{case.name}"] = {"options": case.options, **({"timeout": case.timeout} if case.timeout else {})}
     pipeline.submit(course, "broken-json", {"1_ae.ipynb": b'{"cells": [ this is not json'})
     folder = submissions.submit_reference(course, "shadowing-files", "1_ae", references["1_ae"])
     (folder / "grader.py").write_text("raise SystemExit('a student file shadowed the grader')\n")
     (folder / "torch.py").write_text("raise SystemExit('a student file shadowed torch')\n")
-    submissions.submit_variant(course, "kernel-exit", Variant(
-        "kernel_exit", "1_ae", "kills its kernel", cells={"plot": KERNEL_EXIT}, fails=frozenset(POINTS["1_ae"])),
-        references["1_ae"])
-    source = notebooks.read(course / "source" / pipeline.ASSIGNMENT / "1_ae.ipynb")
-    plot = notebooks.solution_code(notebooks.cells_by_grade_id(source)["plot"].source)
-    submissions.submit_variant(course, "escape-attempt", Variant(
-        "escape_attempt", "1_ae", "tries to leave its folder", cells={"plot": ESCAPE + plot}), references["1_ae"])
     students = sorted(p.name for p in (course / "submitted").iterdir())
-    return {student: pipeline.autograde(course, student) for student in students}
+    # The slowest first, so two workers finish together.
+    students.sort(key=lambda s: (not s.startswith(("reference", "hostile-infinite")), s))
+    reports = pipeline.autograde_all(course, students, workers=WORKERS, settings=settings)
+    return {report.student: report for report in reports}
 
 
 def lost(report: pipeline.GradeReport, name: str) -> set[str]:
     """Grade cells of notebook `name` that did not get full points."""
     scores = report.scores.get(name, {})
     return {gid for gid, points in POINTS[name].items() if points > 0 and scores.get(gid, 0.0) < points}
+
+
+def autograded_text(course: Path, student: str, name: str) -> str:
+    """The autograded notebook of a student as text (empty when nbgrader wrote none)."""
+    path = course / "autograded" / student / pipeline.ASSIGNMENT / f"{name}.ipynb"
+    return path.read_text() if path.exists() else ""
 
 
 def test_release_leaks_nothing(course):
@@ -89,24 +130,40 @@ def test_variant_loses_exactly_its_points(graded, name, variant, course):
     assert not (course / submissions.PAYLOAD_MARKER).exists(), "a submitted checkpoint ran code"
 
 
+@pytest.mark.parametrize("name", sorted(set(BASES) & set(NOTEBOOKS)))
+def test_hostile_bases_lose_only_their_mistake(graded, name):
+    assert len(lost(graded[f"base-{name}"], name)) == 1, graded[f"base-{name}"].scores
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=lambda case: case.name)
+def test_hostile_submission_gains_nothing(graded, case, course, probe):
+    report, base = graded[f"hostile-{case.name}"], graded[f"base-{case.notebook}"]
+    assert report.total(case.notebook) <= base.total(case.notebook), (report.scores, base.scores)
+    text = autograded_text(course, report.student, case.notebook)
+    assert text, f"nbgrader wrote no autograded notebook: {report.error[-500:]}"
+    if case.runs_code:
+        assert f"TRICK {case.name}" in text, "the trick did not run, so this case tests nothing"
+    assert LEAK not in text, "the kernel read something it must not"
+    assert not Path(PAYLOAD_FLAG).exists(), "a forged collection ran code in the TA's process"
+    assert not (course / submissions.PAYLOAD_MARKER).exists(), "a submitted checkpoint ran code"
+    assert probe.accepted == 0, "a kernel reached the loopback network"
+
+
+def test_limits_are_named_in_the_feedback(graded, course):
+    for case, words in (("infinite_loop", "wall-clock limit"), ("memory_bomb", "memory"),
+                        ("fill_disk", "disk limit"), ("huge_output", "output beyond")):
+        if any(c.name == case for c in HOSTILE):
+            assert words in autograded_text(course, f"hostile-{case}", "1_ae"), case
+
+
 def test_student_files_cannot_shadow_modules(graded):
     assert graded["shadowing-files"].total("1_ae") == sum(POINTS["1_ae"].values()), graded["shadowing-files"].scores
 
 
 def test_broken_submissions_cost_only_that_student(graded):
     assert graded["broken-json"].total() == 0 and graded["broken-json"].error
-    assert graded["kernel-exit"].total() == 0
-    assert graded["shadowing-files"].total() > 0  # graded after both, in alphabetical order
-
-
-def test_kernels_are_sandboxed(graded, course):
-    from grader.sandbox import sandbox_enabled
-
-    assert sandbox_enabled(), "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-    assert graded["escape-attempt"].total("1_ae") == sum(POINTS["1_ae"].values())
-    assert not (course / "escaped").exists(), "student code wrote into the course directory"
-    assert not (course / "autograded" / "escape-attempt" / pipeline.ASSIGNMENT / "stolen").exists(), \
-        "student code read the gradebook"
+    assert graded["hostile-os_exit"].total("1_ae") > 0  # the hidden tests before the exit still count
+    assert graded["shadowing-files"].total() > 0
 
 
 def test_feedback_is_written(graded, course):
@@ -114,6 +171,8 @@ def test_feedback_is_written(graded, course):
     html = (feedback / "reference" / pipeline.ASSIGNMENT / "1_ae.html").read_text()
     full = sum(POINTS["1_ae"].values())
     assert f"Score: {full:.1f} / {full:.1f}" in html
+    failing = (feedback / "base-1_ae" / pipeline.ASSIGNMENT / "1_ae.html").read_text()
+    assert "sparsity_penalty on activations of shape" in failing, "a failing cell's message is missing from feedback"
 
 
 def test_score_table_marks_notebooks_not_handed_in():

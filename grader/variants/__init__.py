@@ -13,7 +13,7 @@ from types import ModuleType
 
 # Each notebook's variants live in grader/variants/<module>.py, its checks in grader/checks/<module>.py.
 MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
-TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture")
+TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture", "huge", "truncated", "nan_weights")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Variants of notebook 4_tsne: wrong implementations each grade cell must catch, and correct rewrites it must accept.
 
-Each hidden check runs the function it grades with the reference versions of the other functions
-(see grader/checks/tsne.py), so every wrong variant below loses exactly the cell of the function it
-breaks. The two correct variants rewrite all six functions, each in a different style from the
-reference solution and from each other.
+Each function is collected with the student's own versions of the functions it calls (see
+grader/collect/tsne.py), so a wrong helper can also cost the cells of the functions built on it:
+`fails` lists every cell each variant loses under the test suite's secret seed. The two correct
+variants rewrite all six functions, each in a different style from the reference solution and from
+each other.
 """
 from __future__ import annotations
 
@@ -66,26 +67,33 @@ def pairwise_squared_distances(X):
     rows = [((X - X[i]) ** 2).sum(dim=1) for i in range(len(X))]
     return torch.stack(rows)
 '''}),
+    # P, the sigmas, Q and the maps all build on these distances, so every cell that calls them fails too.
     _variant("distances_not_squared", "Euclidean distances instead of squared ones",
-             {"test_pairwise_distances"}, cells={"pairwise_squared_distances": '''
+             {"test_pairwise_distances", "test_gauss_p", "test_find_sigmas", "test_student_t_q", "test_tsne"},
+             cells={"pairwise_squared_distances": '''
 def pairwise_squared_distances(X):
     return torch.cdist(X, X)
 '''}),
     _variant("p_not_symmetrised", "returns the conditional probabilities divided by N, not symmetrised",
              {"test_gauss_p"}, cells={"symmetric_gauss_neighbour_probability": GAUSS_TEMPLATE.format(
                  width="sigma**2", mask=MASK, joint="conditional / len(X)")}),
+    # tsne builds on this P: the self-probabilities drain most of its mass and the KL barely decreases.
     _variant("p_diagonal_not_zeroed", "p_i|i is not set to 0 (the diagonal takes part in the softmax)",
-             {"test_gauss_p"}, cells={"symmetric_gauss_neighbour_probability": GAUSS_TEMPLATE.format(
+             {"test_gauss_p", "test_tsne"}, cells={"symmetric_gauss_neighbour_probability": GAUSS_TEMPLATE.format(
                  width="sigma**2", mask="", joint=SYMMETRIC)}),
     _variant("p_sigma_not_squared", "the exponent divides by 2 sigma instead of 2 sigma^2",
              {"test_gauss_p"}, cells={"symmetric_gauss_neighbour_probability": GAUSS_TEMPLATE.format(
                  width="sigma", mask=MASK, joint=SYMMETRIC)}),
+    # This Q makes tsne symmetric SNE, whose maps sit near the thresholds of test_tsne (Adam 1-NN 0.59-0.74 over
+    # six secret seeds): it passes test_tsne under the suite's seed, and fails it under some others.
     _variant("q_gaussian_kernel", "Q uses the Gaussian kernel exp(-d^2) instead of the Student t",
              {"test_student_t_q"}, cells={"symmetric_student_t_neighbour_probability": STUDENT_T_TEMPLATE.format(
                  kernel="torch.exp(-pairwise_squared_distances(Y))", normaliser="")}),
     _variant("q_normalised_per_row", "Q is normalised row by row instead of over all pairs",
              {"test_student_t_q"}, cells={"symmetric_student_t_neighbour_probability": STUDENT_T_TEMPLATE.format(
                  kernel="1 / (1 + pairwise_squared_distances(Y))", normaliser="dim=1, keepdim=True")}),
+    # tsne minimising KL(Q || P) still makes passable maps near the thresholds (gradient descent 1-NN 0.51-0.64
+    # over six secret seeds): it passes test_tsne under the suite's seed, and fails it under some others.
     _variant("kl_swapped", "computes KL(Q || P) instead of KL(P || Q)", {"test_kl"}, cells={"kl_divergence": '''
 def kl_divergence(P, Q):
     off_diagonal = ~torch.eye(len(P), dtype=torch.bool)

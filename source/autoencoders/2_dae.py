@@ -127,8 +127,9 @@ noise_std = float((noisy_batch - clean_batch).std())
 assert 0.17 < noise_std < 0.23, f"the noise should have standard deviation 0.2, got {noise_std:.3f}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_add_noise(add_noise)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_add_noise", grader.collect.dae.collect_add_noise, add_noise)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -244,8 +245,9 @@ show_images(x_test[:10], title="clean")
 # Hidden tests load 2_dae_denoiser.pth into Denoiser() and check its MSE on held-out images
 # corrupted with fixed noise of their own (std 0.2): it should be below 0.015.
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_denoiser_trained(Denoiser)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_denoiser_trained", grader.collect.dae.collect_denoiser_trained, Denoiser)
 ### END HIDDEN TESTS
 assert denoised_mse < noisy_mse, "The denoised images are further from the clean ones than the noisy inputs: train the Denoiser"
 print("Visible tests passed.")
@@ -344,8 +346,9 @@ assert tuple(dae_output[1].shape) == (4, 1, 28, 28), f"denoised_x should have sh
 assert tuple(DAE(3)(x_test_var[:2])[0].shape) == (2, 3), "DAE(3) should give codes of shape (B, 3)"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_dae(DAE)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_dae", grader.collect.dae.collect_dae, DAE)
 ### END HIDDEN TESTS
 
 # %% kind="tests" grade_id="test_dae_gate" points=2
@@ -353,8 +356,9 @@ zero_image = torch.zeros(2, 1, 28, 28)
 assert torch.all(DAE()(zero_image)[1] == 0), "An input of zeros should give an output of zeros: multiply the gate by the input x"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_dae_gate(DAE)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_dae_gate", grader.collect.dae.collect_dae_gate, DAE)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -365,8 +369,9 @@ hidden.check_dae_gate(DAE)
 # %% kind="tests" grade_id="test_dae_learns" points=1
 print("This cell has hidden tests only.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_dae_learns(DAE)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_dae_learns", grader.collect.dae.collect_dae_learns, DAE)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -450,8 +455,9 @@ print(f"logistic regression on the DAE codes: test accuracy {accuracy:.3f}")
 # tests' own fixed noise, check the denoising MSE (below 0.016) and the accuracy of a
 # logistic-regression classifier trained on the codes (above 0.78).
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_dae_trained(DAE)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_dae_trained", grader.collect.dae.collect_dae_trained, DAE)
 ### END HIDDEN TESTS
 assert accuracy > 0.3, "The codes hardly tell the digits apart: check your DAE and its training"
 print("Visible tests passed.")
@@ -505,8 +511,9 @@ upscaled = SuperResolution()(downsample(x_test[:3]))
 assert tuple(upscaled.shape) == (3, 1, 28, 28), f"SuperResolution should return shape (3, 1, 28, 28), got {tuple(upscaled.shape)}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_super_resolution(SuperResolution)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_super_resolution", grader.collect.dae.collect_super_resolution, SuperResolution)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -516,8 +523,9 @@ hidden.check_super_resolution(SuperResolution)
 # %% kind="tests" grade_id="test_super_resolution_learns" points=1
 print("This cell has hidden tests only.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_super_resolution_learns(SuperResolution)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_super_resolution_learns", grader.collect.dae.collect_super_resolution_learns, SuperResolution)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -552,8 +560,9 @@ show_images(x_test[:10], title="28x28 originals")
 # Hidden tests load 2_dae_superres.pth into SuperResolution() and check its MSE on the held-out
 # images: it should be below 0.0065, better than bicubic interpolation (0.0092).
 ### BEGIN HIDDEN TESTS
-from grader.checks import dae as hidden
-hidden.check_super_resolution_trained(SuperResolution)
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_super_resolution_trained", grader.collect.dae.collect_super_resolution_trained, SuperResolution)
 ### END HIDDEN TESTS
 assert mse_per_pixel(upscaled_test["SuperResolution"], x_test) < mse_per_pixel(upscaled_test["nearest"], x_test), (
     "SuperResolution does worse than repeating every pixel: train it")

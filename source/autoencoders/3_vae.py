@@ -160,8 +160,9 @@ assert tuple(encoder_output[0].shape) == (4, 10), f"z_mean should have shape (4,
 assert tuple(encoder_output[1].shape) == (4, 10), f"z_logvar should have shape (4, 10), got {tuple(encoder_output[1].shape)}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_encoder(Encoder)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_encoder", grader.collect.vae.collect_encoder, Encoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -176,8 +177,9 @@ assert tuple(some_z.shape) == (5, 3), f"sample should return shape (5, 3), got {
 assert not torch.equal(some_z, some_mean), "sample should add noise to z_mean"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_sample(Encoder)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_sample", grader.collect.vae.collect_sample, Encoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -210,8 +212,9 @@ kl_known = loss_kl(torch.zeros(3, 3), torch.full((3, 3), math.log(2)))
 assert abs(float(kl_known) - 0.46028) < 1e-4, f"expected 0.46028 for z_logvar = log 2 on a 3x3 batch, got {float(kl_known):.5f}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_loss_kl(loss_kl)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_loss_kl", grader.collect.vae.collect_loss_kl, loss_kl)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -265,8 +268,9 @@ assert tuple(decoder_output[0].shape) == (4, 1, 28, 28), f"y_mean should have sh
 assert tuple(decoder_output[1].shape) == (4, 1, 28, 28), f"y_logvar should have shape (4, 1, 28, 28), got {tuple(decoder_output[1].shape)}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_decoder(Decoder)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_decoder", grader.collect.vae.collect_decoder, Decoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -305,8 +309,9 @@ assert abs(float(perfect)) < 1e-4 or abs(float(perfect) - 784 * 0.5 * math.log(2
     f"with y_mean = x = 0 and y_logvar = 0 the loss is 0 (or 720.4 with the constant), got {float(perfect):.4f}")
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_loss_loglik(loss_loglik)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_loss_loglik", grader.collect.vae.collect_loss_loglik, loss_loglik)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -320,8 +325,9 @@ decoded_mean, decoded_logvar = Decoder(10)(codes_mean)
 assert tuple(decoded_mean.shape) == tuple(decoded_logvar.shape) == (8, 1, 28, 28), "Decoder(10) should accept the codes of Encoder(10)"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_vae_learns(Encoder, Decoder)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_vae_learns", grader.collect.vae.collect_vae_learns, Encoder, Decoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -432,8 +438,9 @@ show_images(torch.exp(0.5 * y_logvar), title="predicted standard deviations exp(
 # check, on held-out varianceMNIST images, the negative ELBO and how close the predicted standard
 # deviations (from the code means) are to the clean digits.
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_vae_trained(Encoder, Decoder)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_vae_trained", grader.collect.vae.collect_vae_trained, Encoder, Decoder)
 ### END HIDDEN TESTS
 _, _, _, check_logvar = gaussian_vae_outputs(x_test_var, n=500)
 std_error = float(((torch.exp(0.5 * check_logvar) - x_test[:500]) ** 2).mean())
@@ -489,8 +496,9 @@ print(f"logistic regression on the code means: test accuracy {accuracy:.3f}")
 # Hidden tests train a logistic-regression classifier on the code means of your saved encoder
 # (3_vae_encoder.pth) and check its accuracy on held-out varianceMNIST images.
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_vae_classifier(Encoder)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_vae_classifier", grader.collect.vae.collect_vae_codes, Encoder)
 ### END HIDDEN TESTS
 assert accuracy > 0.3, "The codes hardly tell the digits apart: check your encoder and its training"
 print("Visible tests passed.")
@@ -531,8 +539,9 @@ assert bce_value.shape == (), f"loss_bce should return a scalar, got shape {tupl
 assert abs(float(bce_value) - math.log(2)) < 1e-4, f"BCE of probability 0.5 for a white pixel is log 2 = 0.6931, got {float(bce_value):.4f}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_loss_bce(loss_bce)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_loss_bce", grader.collect.vae.collect_loss_bce, loss_bce)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -595,8 +604,9 @@ n_parameters = sum(p.numel() for p in BernoulliVAE().parameters())
 assert n_parameters == 220196, f"BernoulliVAE() should have 220196 parameters, got {n_parameters}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_bernoulli_vae(BernoulliVAE)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_bernoulli_vae", grader.collect.vae.collect_bernoulli_vae, BernoulliVAE)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -655,8 +665,9 @@ show_images(torch.cat([x_test[:10], reconstructions[:10]]), title="test digits (
 # Hidden tests load 3_vae_bernoulli.pth into BernoulliVAE() and check the BCE per pixel of held-out
 # images decoded from their code means (below 0.23).
 ### BEGIN HIDDEN TESTS
-from grader.checks import vae as hidden
-hidden.check_bernoulli_trained(BernoulliVAE)
+import grader.collect.vae
+import grader.collect.common
+grader.collect.common.store("test_bernoulli_trained", grader.collect.vae.collect_bernoulli_trained, BernoulliVAE)
 ### END HIDDEN TESTS
 assert float(F.binary_cross_entropy(reconstructions, x_test)) < 0.274, "Your model does no better than the average image: train it"
 print("Visible tests passed.")

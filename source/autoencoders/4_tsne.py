@@ -36,9 +36,10 @@
 #
 # **How grading works.** Each function has a test cell: visible checks run here, more are hidden and
 # run when your notebook is graded. The hidden tests call your functions on small inputs (a few
-# dozen points) and run your `tsne` on 300 images for 300 iterations. A mistake in one function
-# costs only that function's points: the hidden test of `tsne` runs your `tsne` with correct
-# versions of the other functions. Only the notebook is submitted; no files need to be saved.
+# dozen points) and run your `tsne` on 300 images for 300 iterations. Every function is graded with
+# your own versions of the functions it calls (`tsne` with your $P$, `find_sigmas`, $Q$ and KL), so
+# make those pass their tests first: a mistake in one function can also cost the points of the
+# functions that build on it. Only the notebook is submitted; no files need to be saved.
 #
 # **`skip_training`.** The experiments (1,000 iterations on 1,000 images, a few seconds to a minute
 # each) run only while `skip_training = False`. During grading it is always `True`, so grading never
@@ -114,8 +115,9 @@ assert tuple(D.shape) == (3, 3), f"expected shape (3, 3), got {tuple(D.shape)}"
 assert torch.allclose(D, torch.tensor([[0.0, 25.0, 1.0], [25.0, 0.0, 20.0], [1.0, 20.0, 0.0]])), f"got {D}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import tsne as hidden
-hidden.check_pairwise_distances(pairwise_squared_distances)
+import grader.collect.tsne
+import grader.collect.common
+grader.collect.common.store("test_pairwise_distances", grader.collect.tsne.collect_pairwise_distances, pairwise_squared_distances)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -167,8 +169,9 @@ P = symmetric_gauss_neighbour_probability(torch.rand(6, 3), torch.linspace(0.5, 
 assert tuple(P.shape) == (6, 6) and abs(float(P.sum()) - 1) < 1e-5, "per-point sigmas: P should be (6, 6) and sum to 1"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import tsne as hidden
-hidden.check_gauss_p(symmetric_gauss_neighbour_probability)
+import grader.collect.tsne
+import grader.collect.common
+grader.collect.common.store("test_gauss_p", grader.collect.tsne.collect_gauss_p, symmetric_gauss_neighbour_probability)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -208,8 +211,9 @@ kernel = 1 / (1 + pairwise_squared_distances(Y))
 assert torch.isclose(Q[0, 1] / Q[0, 2], kernel[0, 1] / kernel[0, 2]), "q_ij should be proportional to (1 + ||y_i - y_j||^2)^-1"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import tsne as hidden
-hidden.check_student_t_q(symmetric_student_t_neighbour_probability)
+import grader.collect.tsne
+import grader.collect.common
+grader.collect.common.store("test_student_t_q", grader.collect.tsne.collect_student_t_q, symmetric_student_t_neighbour_probability)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -254,8 +258,9 @@ loss.backward()
 assert torch.isfinite(Q.grad).all(), f"the gradient with respect to Q contains NaN:\n{Q.grad}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import tsne as hidden
-hidden.check_kl(kl_divergence)
+import grader.collect.tsne
+import grader.collect.common
+grader.collect.common.store("test_kl", grader.collect.tsne.collect_kl, kl_divergence)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -286,7 +291,8 @@ hidden.check_kl(kl_divergence)
 #    the map and the loss curve.
 # 5. Return the final map, detached from the graph.
 #
-# **Good:** the hidden test runs your `tsne` on 300 test images for 300 iterations, from seed 3.
+# **Good:** the hidden test runs your `tsne`, with your own helper functions, on 300 test images
+# chosen at random, for 300 iterations from a seed it chooses.
 # With gradient descent (learning rate 10, `sigma=2.0`) the map should reach a trustworthiness
 # $T(5)$ above 0.78 and a leave-one-out 1-NN accuracy above 0.55 (a reference solution: about 0.87
 # and 0.72); with Adam (learning rate 0.1, `perplexity=30`) above 0.87 and 0.70 (reference: about
@@ -331,8 +337,9 @@ assert torch.equal(adam, tsne(small, 30, 0.1, optimizer="adam", sigma=3.0, seed=
 assert len(losses) == 30 and losses[-1] < losses[0], "with Adam the loss should go down over 30 iterations"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import tsne as hidden
-hidden.check_tsne(tsne)
+import grader.collect.tsne
+import grader.collect.common
+grader.collect.common.store("test_tsne", grader.collect.tsne.collect_tsne, tsne)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -524,8 +531,9 @@ assert (sigmas > 0).all(), "sigmas should be positive"
 assert tuple(find_sigmas(X[:40]).shape) == (40,), "find_sigmas(X) should use perplexity 30 by default"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import tsne as hidden
-hidden.check_find_sigmas(find_sigmas)
+import grader.collect.tsne
+import grader.collect.common
+grader.collect.common.store("test_find_sigmas", grader.collect.tsne.collect_find_sigmas, find_sigmas)
 ### END HIDDEN TESTS
 
 # %% [markdown]

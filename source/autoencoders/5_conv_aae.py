@@ -158,8 +158,9 @@ n_convolutions = sum(isinstance(m, nn.Conv2d) for m in ConvEncoder(10).modules()
 assert n_convolutions >= 2, f"ConvEncoder should use at least two nn.Conv2d layers, found {n_convolutions}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_conv_encoder_decoder(ConvEncoder, ConvDecoder)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_conv_encoder_decoder", grader.collect.conv_aae.collect_conv_encoder_decoder, ConvEncoder, ConvDecoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -170,8 +171,9 @@ hidden.check_conv_encoder_decoder(ConvEncoder, ConvDecoder)
 # %% kind="tests" grade_id="test_conv_ae_learns" points=1
 # Hidden tests train a fresh ConvEncoder(10) and ConvDecoder(10) for 400 steps and check the test MSE.
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_conv_ae_learns(ConvEncoder, ConvDecoder)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_conv_ae_learns", grader.collect.conv_aae.collect_conv_ae_learns, ConvEncoder, ConvDecoder)
 ### END HIDDEN TESTS
 print("See the hidden tests.")
 
@@ -256,8 +258,9 @@ show_images(torch.cat([x_test[:10], reconstructions]), title="test digits (top) 
 # Hidden tests load 5_conv_aae_ae.pth into nn.Sequential(ConvEncoder(10), ConvDecoder(10)) and check
 # the per-pixel MSE on held-out images (below 0.024).
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_conv_ae_trained(ConvEncoder, ConvDecoder)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_conv_ae_trained", grader.collect.conv_aae.collect_conv_ae_trained, ConvEncoder, ConvDecoder)
 ### END HIDDEN TESTS
 assert conv_mse < 0.067, f"Your autoencoder (MSE {conv_mse:.4f}) does no better than the mean image: train it"
 print("Visible tests passed.")
@@ -369,8 +372,9 @@ assert tuple(vae_output[1].shape) == tuple(vae_output[2].shape) == (3, 10), "z_m
 assert isinstance(ConvVAE(10).decoder(torch.randn(2, 10)), torch.Tensor), "ConvVAE should keep its decoder as self.decoder"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_conv_vae(ConvVAE)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_conv_vae", grader.collect.conv_aae.collect_conv_vae, ConvVAE)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -451,8 +455,9 @@ print(f"test negative ELBO: {vae_test_loss:.1f} nats per image")
 # Hidden tests load 5_conv_aae_vae.pth into ConvVAE(10) and check the negative ELBO of held-out images
 # (below 135 nats per image).
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_conv_vae_trained(ConvVAE)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_conv_vae_trained", grader.collect.conv_aae.collect_conv_vae_trained, ConvVAE)
 ### END HIDDEN TESTS
 assert vae_test_loss < 200, f"Your VAE's test loss ({vae_test_loss:.1f}) is far too high: train it"
 print("Visible tests passed.")
@@ -527,8 +532,9 @@ some_logits = Discriminator(8)(torch.randn(5, 8))
 assert tuple(some_logits.shape) == (5, 1), f"Discriminator(8) should return logits of shape (5, 1), got {tuple(some_logits.shape)}"
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_discriminator(Discriminator)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_discriminator", grader.collect.conv_aae.collect_discriminator, Discriminator)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -577,8 +583,9 @@ assert float(discriminator_loss(torch.full((4, 1), 5.0), torch.full((3, 1), -5.0
     "a discriminator that separates prior samples (large logits) from codes (small logits) should get a small loss")
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_discriminator_loss(discriminator_loss)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_discriminator_loss", grader.collect.conv_aae.collect_discriminator_loss, discriminator_loss)
 ### END HIDDEN TESTS
 
 # %% kind="solution" grade_id="generator_loss"
@@ -597,8 +604,9 @@ assert float(generator_loss(torch.full((4, 1), 5.0))) < float(generator_loss(tor
     "the generator's loss should fall as the discriminator takes the codes for prior samples (large logits)")
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_generator_loss(generator_loss)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_generator_loss", grader.collect.conv_aae.collect_generator_loss, generator_loss)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -733,8 +741,9 @@ plt.show()
 # Hidden tests load 5_conv_aae_aae.pth into nn.Sequential(ConvEncoder(8), ConvDecoder(8)) and check, on
 # held-out images, the means and variances of the codes, their MMD against prior samples and the MSE.
 ### BEGIN HIDDEN TESTS
-from grader.checks import conv_aae as hidden
-hidden.check_aae_trained(ConvEncoder, ConvDecoder)
+import grader.collect.conv_aae
+import grader.collect.common
+grader.collect.common.store("test_aae_trained", grader.collect.conv_aae.collect_aae_trained, ConvEncoder, ConvDecoder)
 ### END HIDDEN TESTS
 assert aae_codes.mean(0).abs().max() < 2, "The codes are far from the prior's mean 0: check the generator phase"
 print("Visible tests passed.")

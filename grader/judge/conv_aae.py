@@ -1,0 +1,408 @@
+"""Judges of notebook 5_conv_aae (convolutional autoencoder, convolutional VAE, adversarial autoencoder).
+
+They run in the TA's process. Each judge rebuilds the secret inputs (held-out images, logits handed to
+the GAN losses) with the helpers of `grader.collect.conv_aae` and reads only the student's outputs from
+what the kernel collected; every figure (MSE, negative ELBO, code statistics, MMD against prior samples
+drawn here, accuracies) and every reference formula lives here, never in the kernel.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from aelib.evaluation import mse_per_pixel
+from grader.collect import conv_aae as collect
+from grader.collect.common import Inputs, split
+from grader.judge.common import close, describe, require_scalar, require_tensor, tensors_close
+from grader.reference import CONV_AAE as FIGURES
+
+IMAGE = collect.IMAGE
+MMD_BANDWIDTHS = (0.5, 1.0, 2.0, 4.0)
+MMD_CODES = 2000  # held-out codes (and as many prior samples) in the MMD, the number the threshold was measured on
+
+
+# --- the grader's own formulas -------------------------------------------------------------------
+
+def bce_logits(logits: torch.Tensor, label: int) -> torch.Tensor:
+    """Mean binary cross-entropy of logits for a constant label (float64, stable for any logit)."""
+    logits = logits.double()
+    return F.softplus(-logits).mean() if label == 1 else F.softplus(logits).mean()
+
+
+def discriminator_loss_formula(prior: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """The course's discriminator loss: BCE(prior, 1) + BCE(codes, 0), each averaged over its batch."""
+    return bce_logits(prior, 1) + bce_logits(codes, 0)
+
+
+def generator_loss_formula(codes: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss: BCE(codes, 1) averaged over the batch."""
+    return bce_logits(codes, 1)
+
+
+def negative_elbo(x_rec: torch.Tensor, x: torch.Tensor, z_mean: torch.Tensor, z_logvar: torch.Tensor) -> torch.Tensor:
+    """Per-image BCE summed over pixels plus KL(q || N(0, I)) (float64, shape (B,))."""
+    p, x = x_rec.double().clamp(1e-7, 1 - 1e-7), x.double()
+    bce = -(x * p.log() + (1 - x) * (1 - p).log()).flatten(start_dim=1).sum(dim=1)
+    mu, lv = z_mean.double(), z_logvar.double()
+    return bce + (0.5 * (lv.exp() + mu ** 2 - 1 - lv)).sum(dim=1)
+
+
+def mmd(codes: torch.Tensor, samples: torch.Tensor, bandwidths: tuple[float, ...] = MMD_BANDWIDTHS) -> float:
+    """Unbiased squared maximum mean discrepancy with a sum of Gaussian kernels (widths scaled by sqrt(dims))."""
+    a, b = codes.double(), samples.double()
+    dims = a.shape[1]
+
+    def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        squared = torch.cdist(x, y) ** 2
+        return sum(torch.exp(-squared / (2 * h ** 2 * dims)) for h in bandwidths)
+
+    def within(x: torch.Tensor) -> torch.Tensor:
+        k = kernel(x, x)
+        return (k.sum() - k.diagonal().sum()) / (len(x) * (len(x) - 1))
+
+    return float(within(a) + within(b) - 2 * kernel(a, b).mean())
+
+
+def prior_samples(inputs: Inputs, count: int, dims: int) -> torch.Tensor:
+    """Samples of the prior N(0, I), drawn in the TA's process from a stream of the secret seed."""
+    return torch.randn(count, dims, generator=inputs.generator(collect.PRIOR_SAMPLES))
+
+
+def code_statistics(codes: torch.Tensor, inputs: Inputs) -> dict:
+    """Per-dimension means and variances of all codes, and the MMD of a secret subset of them against prior samples."""
+    codes = codes.double()
+    chosen = codes[inputs.subset(len(codes), min(MMD_CODES, len(codes)), collect.MMD_SUBSET)]
+    return {"means": codes.mean(dim=0), "variances": codes.var(dim=0),
+            "mmd": mmd(chosen, prior_samples(inputs, len(chosen), codes.shape[1]))}
+
+
+# --- which layers a model really applies ---------------------------------------------------------
+
+def require_calls(calls: Any, what: str) -> list[dict]:
+    """The layer trace collected for `what`, checked to be a list of well-formed records."""
+    keys = {"kind": str, "conv2d": bool, "transposed": bool, "weights": bool, "index": int}
+    assert isinstance(calls, list) and all(
+        isinstance(call, dict) and all(isinstance(call.get(key), kind) for key, kind in keys.items())
+        for call in calls), f"The layers {what} applies were not collected in the expected form."
+    return calls
+
+
+def judge_convolutional(calls: Any, what: str) -> None:
+    """The first layer with weights applied to the images is an nn.Conv2d, and at least two Conv2d layers run."""
+    calls = require_calls(calls, what)
+    weighted = [call for call in calls if call["weights"]]
+    assert weighted, f"{what} applies no layer with weights (nn.Conv2d, nn.Linear, ...) to the images."
+    first = weighted[0]
+    shape = first.get("input_shape")
+    assert first["conv2d"], (
+        f"The first layer with weights that {what} applies to the images is a {first['kind']} "
+        f"(input shape {describe(shape)}), not an nn.Conv2d: a convolutional encoder starts with convolutions "
+        "on the (B, 1, 28, 28) images, and flattens only after them.")
+    assert isinstance(shape, (tuple, list)) and len(shape) == 4, (
+        f"The first nn.Conv2d of {what} receives a tensor of shape {describe(shape)}; it should get the "
+        "images as (B, 1, 28, 28).")
+    convolutions = {call["index"] for call in calls if call["conv2d"]}
+    assert len(convolutions) >= 2, (
+        f"{what} applies {len(convolutions)} nn.Conv2d layer(s) to the images; use at least two (for example "
+        "two stride-2 convolutions, 28 -> 14 -> 7).")
+
+
+# --- ConvEncoder and ConvDecoder -----------------------------------------------------------------
+
+def judge_conv_encoder_decoder(out: dict, inputs: Inputs) -> None:
+    """Shapes, the output range, and convolutions really applied in the encoder and the decoder."""
+    for n in (2, collect.AE_COMPONENTS):
+        assert out.get(f"modules{n}") is True, "ConvEncoder and ConvDecoder should be subclasses of nn.Module."
+        for batch in collect.SHAPE_BATCHES:
+            require_tensor(out.get(f"codes{n}_{batch}"), f"ConvEncoder({n}) output for a batch of {batch}", (batch, n))
+            images = require_tensor(out.get(f"images{n}_{batch}"), f"ConvDecoder({n}) output for a batch of {batch}",
+                                    (batch, *IMAGE))
+            assert images.min() >= 0 and images.max() <= 1, (
+                f"ConvDecoder({n}) should return pixel values in [0, 1]: end it with a sigmoid.")
+            judge_convolutional(out.get(f"encoder_calls{n}_{batch}"), f"ConvEncoder({n})")
+            decoder_calls = require_calls(out.get(f"decoder_calls{n}_{batch}"), f"ConvDecoder({n})")
+            assert any(call["conv2d"] or call["transposed"] for call in decoder_calls), (
+                f"ConvDecoder({n}) applies no convolution: after the linear layer, use nn.ConvTranspose2d layers "
+                "(or nn.Upsample followed by nn.Conv2d) to grow the feature maps to 28 x 28.")
+
+
+def judge_conv_ae_learns(out: dict, inputs: Inputs) -> None:
+    """A short training run from scratch brings the held-out MSE well below the mean image's."""
+    images = split("test")[0][collect.brief_subsets(inputs)[1]]
+    before = mse_per_pixel(require_tensor(out.get("before"), "reconstructions of a fresh ConvEncoder(10) + "
+                                          "ConvDecoder(10)", tuple(images.shape)), images)
+    after = mse_per_pixel(require_tensor(out.get("after"), "reconstructions after a short training run",
+                                         tuple(images.shape)), images)
+    figure = FIGURES["brief_training_mse"]
+    assert figure.passes(after), (
+        f"A fresh ConvEncoder(10) and ConvDecoder(10), trained for {collect.BRIEF_STEPS} Adam steps (lr 1e-3, "
+        f"batches of 64, MSE loss), reach a test MSE of {after:.4f} (from {before:.4f}); a working architecture gets "
+        f"below {figure.threshold:g} (a reference solution: about {figure.reference:g}, the mean image 0.067). Check "
+        "that the decoder uses its codes, that every layer gets gradients and that nothing squashes the codes.")
+
+
+def judge_conv_ae_trained(out: dict, inputs: Inputs) -> None:
+    """The trained convolutional autoencoder beats the fully connected one of notebook 1 on held-out images."""
+    images = split("test")[0]
+    reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
+                                     tuple(images.shape))
+    value, figure = mse_per_pixel(reconstructions, images), FIGURES["ae10_mse"]
+    assert figure.passes(value), (
+        f"Your convolutional autoencoder reconstructs held-out images with a per-pixel MSE of {value:.4f}; it should "
+        f"be below {figure.threshold:g}, what the fully connected 10-D autoencoder of notebook 1 reaches (a reference "
+        f"solution: about {figure.reference:g}). Train it for the 15 epochs, then save and submit {collect.AE_FILE} "
+        "again.")
+
+
+# --- ConvVAE -------------------------------------------------------------------------------------
+
+def judge_conv_vae(out: dict, inputs: Inputs) -> None:
+    """forward returns (x_rec, z_mean, z_logvar) with a fresh sample per call; convolutions; self.decoder decodes."""
+    batch = collect.VAE_BATCH
+    for n in (2, collect.VAE_COMPONENTS):
+        assert out.get(f"module{n}") is True, "ConvVAE should be a subclass of nn.Module."
+        for mode in ("train", "eval"):
+            first, second = out.get(f"first{n}_{mode}"), out.get(f"second{n}_{mode}")
+            for output in (first, second):
+                assert isinstance(output, list) and len(output) == 3, (
+                    f"ConvVAE({n}).forward should return a tuple (x_rec, z_mean, z_logvar), got {describe(output)}.")
+            shapes = ((batch, *IMAGE), (batch, n), (batch, n))
+            for output in (first, second):
+                for value, name, shape in zip(output, ("x_rec", "z_mean", "z_logvar"), shapes):
+                    require_tensor(value, f"{name} of ConvVAE({n})", shape)
+            x_rec = first[0]
+            assert x_rec.min() >= 0 and x_rec.max() <= 1, (
+                f"x_rec of ConvVAE({n}) should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
+            assert torch.allclose(first[1], second[1], atol=1e-6) and torch.allclose(first[2], second[2], atol=1e-6), (
+                f"ConvVAE({n}) returned different z_mean or z_logvar for the same images: the encoder's outputs "
+                "should not be random (only z, drawn from them, is).")
+            assert not torch.equal(first[0], second[0]), (
+                f"ConvVAE({n}) in {mode} mode returned the same x_rec twice for the same images: forward should "
+                "decode a code sampled as z_mean + exp(z_logvar / 2) * eps with a new eps ~ N(0, I) on every call.")
+        judge_convolutional(out.get(f"calls{n}"), f"ConvVAE({n})")
+        assert out.get(f"has_decoder{n}") is True, (
+            f"ConvVAE({n}) should keep its decoder (a ConvDecoder({n})) as the attribute self.decoder.")
+        require_tensor(out.get(f"decoded{n}"), f"ConvVAE({n}).decoder applied to codes of shape (3, {n})", (3, *IMAGE))
+
+
+def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
+    """The trained convolutional VAE has a low negative ELBO on held-out images."""
+    images = split("test")[0]
+    x_rec = require_tensor(out.get("x_rec"), "x_rec of the test images", tuple(images.shape))
+    z_mean = require_tensor(out.get("z_mean"), "z_mean of the test images", (len(images), collect.VAE_COMPONENTS))
+    z_logvar = require_tensor(out.get("z_logvar"), "z_logvar of the test images",
+                              (len(images), collect.VAE_COMPONENTS))
+    assert x_rec.min() >= 0 and x_rec.max() <= 1, (
+        "x_rec of your trained ConvVAE should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
+    value, figure = float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()), FIGURES["vae_test_elbo"]
+    assert figure.passes(value), (
+        f"Your trained ConvVAE has a negative ELBO (BCE summed over pixels plus KL) of {value:.1f} nats per held-out "
+        f"image; it should be below {figure.threshold:g} (a reference solution: about {figure.reference:g}). Check "
+        f"vae_loss, train for the 15 epochs, then save and submit {collect.VAE_FILE} again.")
+
+
+# --- Discriminator -------------------------------------------------------------------------------
+
+def judge_discriminator(out: dict, inputs: Inputs) -> None:
+    """Logits of shape (B, 1), not squashed into probabilities, that separate the prior from shifted codes."""
+    for n in (2, collect.AAE_COMPONENTS):
+        assert out.get(f"module{n}") is True, "Discriminator should be a subclass of nn.Module."
+        for batch in collect.DISCRIMINATOR_BATCHES:
+            require_tensor(out.get(f"logits{n}_{batch}"), f"Discriminator({n}) output for a batch of {batch}",
+                           (batch, 1))
+    count = collect.DISCRIMINATOR_TEST_POINTS
+    prior = require_tensor(out.get("prior_logits"), "logits of prior samples", (count, 1))
+    codes = require_tensor(out.get("code_logits"), "logits of codes", (count, 1))
+    both = torch.cat([prior, codes])
+    assert not (both.min() >= 0 and both.max() <= 1), (
+        "After training, all your discriminator's outputs lie in [0, 1]: return logits (real numbers), with no "
+        "sigmoid at the end; the losses apply the sigmoid themselves.")
+    accuracy = 0.5 * (float((prior > 0).double().mean()) + float((codes < 0).double().mean()))
+    figure = FIGURES["discriminator_accuracy"]
+    assert figure.passes(accuracy), (
+        f"Trained for {collect.DISCRIMINATOR_STEPS} Adam steps to tell N(0, I) from N(1, 0.25 I) in "
+        f"{collect.AAE_COMPONENTS} dimensions, your Discriminator({collect.AAE_COMPONENTS}) classifies {accuracy:.3f} "
+        f"of new points correctly by the sign of its logits; it should be above {figure.threshold:g} (a reference "
+        f"solution: about {figure.reference:g}). Use a few hidden layers with nonlinearities and end with a linear "
+        "layer with one output.")
+
+
+# --- the GAN losses ------------------------------------------------------------------------------
+
+def loss_value(value: Any, what: str, case: str) -> float:
+    """The float of a loss's scalar output; an infinite value fails with the hint about large logits."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not bool(torch.isfinite(value).all()):
+        raise AssertionError(
+            f"{what} returned {float(value.reshape(()).real)} for {case}: with large logits the sigmoid rounds to 0 "
+            "or 1 and its logarithm is infinite. Work with the logits (F.binary_cross_entropy_with_logits or "
+            "F.softplus).")
+    return require_scalar(value, what, "average over the batch")
+
+
+def require_cases(out: dict, count: int, what: str) -> list[dict]:
+    """The collected cases of a loss, checked to be `count` records."""
+    cases = out.get("cases")
+    assert isinstance(cases, list) and len(cases) == count and all(isinstance(case, dict) for case in cases), (
+        f"The results collected for {what} are incomplete.")
+    return cases
+
+
+def discriminator_hint(value: float, prior: torch.Tensor, codes: torch.Tensor) -> str:
+    """Name the likely mistake behind a wrong discriminator_loss value."""
+    p, c = prior.double(), codes.double()
+    sp = F.softplus
+    candidates = {
+        "the labels are swapped: prior samples are real (label 1), codes are fake (label 0)":
+            sp(p).mean() + sp(-c).mean(),
+        "you averaged the two terms (or one mean over all logits together); the notebook asks for their sum":
+            [0.5 * (sp(-p).mean() + sp(c).mean()), (sp(-p).sum() + sp(c).sum()) / (len(p) + len(c))],
+        "you summed over the batch: average each term over its batch":
+            sp(-p).sum() + sp(c).sum(),
+        "you applied a sigmoid before a loss that expects logits: BCE-with-logits applies the sigmoid itself":
+            sp(-torch.sigmoid(p)).mean() + sp(torch.sigmoid(c)).mean(),
+    }
+    for hint, options in candidates.items():
+        for option in options if isinstance(options, list) else [options]:
+            if close(value, float(option), rtol=1e-3):
+                return hint
+    return "check the formula softplus(-prior logits).mean() + softplus(code logits).mean()"
+
+
+def generator_hint(value: float, codes: torch.Tensor) -> str:
+    """Name the likely mistake behind a wrong generator_loss value."""
+    c = codes.double()
+    candidates = {
+        "this is the saturating minimax loss, minus the discriminator's loss on the codes; use the non-saturating "
+        "loss BCE(codes, label 1)": -F.softplus(c).mean(),
+        "you labelled the codes 0; the generator wants them taken for prior samples, label 1": F.softplus(c).mean(),
+        "you summed over the batch: average over it": F.softplus(-c).sum(),
+        "you applied a sigmoid before a loss that expects logits": F.softplus(-torch.sigmoid(c)).mean(),
+    }
+    for hint, option in candidates.items():
+        if close(value, float(option), rtol=1e-3):
+            return hint
+    return "check the formula softplus(-code logits).mean()"
+
+
+def judge_gradients(case: dict, expected: list[torch.Tensor], what: str, name: str) -> None:
+    """The collected gradients of a loss with respect to its logits match `expected`."""
+    grads = case.get("grads")
+    assert isinstance(grads, list) and len(grads) == len(expected) and all(g is not None for g in grads), (
+        f"{what} should be differentiable with respect to the logits: use torch operations, without detach or .item().")
+    for grad, target in zip(grads, expected):
+        right = (isinstance(grad, torch.Tensor) and grad.is_floating_point() and grad.shape == target.shape
+                 and bool(torch.isfinite(grad).all()) and tensors_close(grad, target, rtol=1e-3, atol=1e-6)[0])
+        assert right, (
+            f"The gradient of {what} with respect to the logits is wrong or not finite for {name}: compute "
+            "it from the logits with a stable function (F.binary_cross_entropy_with_logits, F.softplus, F.logsigmoid).")
+
+
+def large_logits_hint(hint: str, name: str) -> str:
+    """The hint for a loss that is right for ordinary logits but wrong for very large ones."""
+    if name.startswith("logits of") and hint.startswith("check"):
+        return ("correct for ordinary logits but not for very large ones: computing with probabilities (sigmoid, "
+                "then a log or F.binary_cross_entropy, which clips log 0 to -100) loses them. Work with the logits "
+                "(F.binary_cross_entropy_with_logits or F.softplus)")
+    return hint
+
+
+def ordering_values(out: dict, what: str) -> dict[str, float]:
+    """The loss's values on the constant ordered logits, checked to be scalars."""
+    ordering = out.get("ordering")
+    assert isinstance(ordering, dict) and set(ordering) == set(collect.ORDERING), (
+        f"The results collected for {what} are incomplete.")
+    return {name: require_scalar(ordering[name], what, "average over the batch") for name in collect.ORDERING}
+
+
+def judge_discriminator_loss(out: dict, inputs: Inputs) -> None:
+    """discriminator_loss = BCE(prior, 1) + BCE(codes, 0) on logits, stable, lower when D separates the two."""
+    order = ordering_values(out, "discriminator_loss")
+    assert order["separates"] < order["unsure"] < order["fooled"], (
+        "A discriminator that gives prior samples large logits and codes small ones should have a lower "
+        f"discriminator_loss than an unsure one, and a fooled one a higher loss; got {order['separates']:.3f}, "
+        f"{order['unsure']:.3f} and {order['fooled']:.3f}: are the labels swapped? Prior samples are real (label 1), "
+        "codes fake (label 0).")
+    cases = collect.loss_cases(inputs)
+    for (name, prior, codes), case in zip(cases, require_cases(out, len(cases), "discriminator_loss")):
+        value = loss_value(case.get("value"), "discriminator_loss", name)
+        expected = float(discriminator_loss_formula(prior, codes))
+        if not close(value, expected):
+            hint = large_logits_hint(discriminator_hint(value, prior, codes), name)
+            raise AssertionError(
+                f"discriminator_loss for {name} (prior logits {[round(v, 3) for v in prior.flatten().tolist()]}, code "
+                f"logits {[round(v, 3) for v in codes.flatten().tolist()]}) returned {value:.5f}, expected "
+                f"{expected:.5f}: {hint}.")
+        p, c = prior.double(), codes.double()
+        judge_gradients(case, [-torch.sigmoid(-p) / len(p), torch.sigmoid(c) / len(c)], "discriminator_loss", name)
+
+
+def judge_generator_loss(out: dict, inputs: Inputs) -> None:
+    """generator_loss = BCE(codes, 1) on logits, stable, falling as the discriminator is fooled."""
+    order = ordering_values(out, "generator_loss")
+    assert order["fooled"] < order["unsure"] < order["separates"], (
+        "generator_loss should fall as the discriminator takes the codes for prior samples (larger code logits); "
+        f"for code logits -3, 0 and 3 it returned {order['separates']:.3f}, {order['unsure']:.3f} and "
+        f"{order['fooled']:.3f}.")
+    cases = collect.loss_cases(inputs)
+    for (name, _, codes), case in zip(cases, require_cases(out, len(cases), "generator_loss")):
+        value = loss_value(case.get("value"), "generator_loss", name)
+        expected = float(generator_loss_formula(codes))
+        if not close(value, expected):
+            hint = large_logits_hint(generator_hint(value, codes), name)
+            raise AssertionError(
+                f"generator_loss for {name} (code logits {[round(v, 3) for v in codes.flatten().tolist()]}) "
+                f"returned {value:.5f}, expected {expected:.5f}: {hint}.")
+        c = codes.double()
+        judge_gradients(case, [-torch.sigmoid(-c) / len(c)], "generator_loss", name)
+
+
+# --- the trained adversarial autoencoder ---------------------------------------------------------
+
+def judge_aae_codes(codes: torch.Tensor, inputs: Inputs) -> None:
+    """The codes match the prior N(0, I): per-dimension means and variances, and a kernel two-sample statistic."""
+    stats = code_statistics(codes, inputs)
+    mean_figure, low, high = FIGURES["aae_abs_mean"], FIGURES["aae_min_variance"], FIGURES["aae_max_variance"]
+    means = stats["means"]
+    assert mean_figure.passes(float(means.abs().max())), (
+        f"The codes of held-out images have a mean of {float(means[means.abs().argmax()]):.2f} in one dimension; "
+        f"the prior has mean 0 and every dimension should be within {mean_figure.threshold:g} of it. Check the "
+        "generator phase (it updates the encoder to fool the discriminator) and train longer.")
+    variances = stats["variances"]
+    assert low.passes(float(variances.min())) and high.passes(float(variances.max())), (
+        f"The codes of held-out images have variances from {float(variances.min()):.2f} to "
+        f"{float(variances.max()):.2f}; the prior has variance 1 and every dimension should be between "
+        f"{low.threshold:g} and {high.threshold:g}. Check the discriminator and generator phases and train longer.")
+    figure = FIGURES["aae_mmd"]
+    assert figure.passes(stats["mmd"]), (
+        f"The codes of held-out images differ from samples of N(0, I) by an MMD of {stats['mmd']:.3f}; it should be "
+        f"below {figure.threshold:g} (a reference solution: about {figure.reference:g}; a plain autoencoder's codes: "
+        "above 2). Check the adversarial phases and train longer.")
+
+
+def judge_aae_trained(out: dict, inputs: Inputs) -> None:
+    """The adversarial autoencoder's codes follow the prior and it still reconstructs held-out images."""
+    images = split("test")[0]
+    codes = require_tensor(out.get("codes"), "codes of the test images", (len(images), collect.AAE_COMPONENTS))
+    reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
+                                     tuple(images.shape))
+    judge_aae_codes(codes, inputs)
+    value, figure = mse_per_pixel(reconstructions, images), FIGURES["aae_mse"]
+    assert figure.passes(value), (
+        f"Your adversarial autoencoder reconstructs held-out images with a per-pixel MSE of {value:.4f}; it should be "
+        f"below {figure.threshold:g} (a reference solution: about {figure.reference:g}). Keep the reconstruction phase "
+        f"in every step and train for the 15 epochs, then save and submit {collect.AAE_FILE} again.")
+
+
+JUDGES = {
+    "test_conv_encoder_decoder": judge_conv_encoder_decoder,
+    "test_conv_ae_learns": judge_conv_ae_learns,
+    "test_conv_ae_trained": judge_conv_ae_trained,
+    "test_conv_vae": judge_conv_vae,
+    "test_conv_vae_trained": judge_conv_vae_trained,
+    "test_discriminator": judge_discriminator,
+    "test_discriminator_loss": judge_discriminator_loss,
+    "test_generator_loss": judge_generator_loss,
+    "test_aae_trained": judge_aae_trained,
+}
