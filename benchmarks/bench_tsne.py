@@ -16,8 +16,8 @@ import torch
 
 from aelib.data import load_mnist
 from grader import notebooks, pipeline
-from grader.checks.tsne import (nearest_neighbour_accuracy, reference_find_sigmas, reference_gauss_p, reference_kl,
-                                reference_student_t_q, trustworthiness)
+from grader.judge.tsne import (nearest_neighbour_accuracy, reference_find_sigmas, reference_gauss_p, reference_kl,
+                               reference_student_t_q, trustworthiness)
 
 NOTEBOOK = "4_tsne"
 

@@ -28,5 +28,7 @@ def course(tmp_path_factory) -> Path:
     from grader import pipeline
 
     root = pipeline.prepare_course(tmp_path_factory.mktemp("course"))
+    # A fixed grading secret: the secret-seeded inputs, and so every expected score, are the same on every run.
+    (root / ".aecourse_secret").write_text("test-course-secret")
     pipeline.generate_release(root)
     return root

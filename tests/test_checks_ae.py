@@ -5,26 +5,39 @@ import pytest
 import torch
 
 from grader import notebooks, pipeline
-from grader.checks import ae as checks
+from grader.collect import ae as collect
+from grader.collect.common import Inputs, collected_path, split, store
+from grader.judge import ae as judge
+from grader.judge.common import judge_cell
+from grader.preprocessors import hand_out
+
+INPUTS = Inputs(7)
 
 
 def test_failure_messages_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    hand_out(tmp_path, INPUTS)
     namespace = notebooks.definitions(notebooks.build_notebook(pipeline.SOURCE / "1_ae.py"))
-    with pytest.raises(AssertionError, match="1_ae_encoder.pth was not found.*submit"):
-        checks.check_reconstruction(namespace["Encoder"], namespace["Decoder"])
+    store("test_reconstruction", collect.collect_trained_codes, namespace["Encoder"], namespace["Decoder"])
+    verdict = judge_cell(judge.judge_reconstruction, "test_reconstruction", tmp_path, INPUTS)
+    assert not verdict.passed and "1_ae_encoder.pth was not found" in verdict.message and "submit" in verdict.message
 
 
-def test_judges_work_on_plain_tensors_alone():
-    x = torch.rand(2000, 1, 28, 28)
+def test_judges_use_their_own_images_not_the_kernels():
+    images = split("test")[0]
     with pytest.raises(AssertionError, match="MSE"):
-        checks.judge_reconstruction({"reconstructions": torch.zeros_like(x), "test_images": x})
-    checks.judge_reconstruction({"reconstructions": x + 0.01, "test_images": x})
-    case = {"activations": torch.full((4, 3), 0.2), "rho": 0.2, "value": torch.tensor(0.0),
-            "grad": torch.ones(4, 3)}
-    checks.judge_sparsity({"cases": [case]})
-    with pytest.raises(AssertionError, match="expected"):
-        checks.judge_sparsity({"cases": [dict(case, value=torch.tensor(0.5))]})
+        judge.judge_reconstruction({"reconstructions": torch.zeros_like(images)}, INPUTS)
+    judge.judge_reconstruction({"reconstructions": images + 0.01}, INPUTS)
+    with pytest.raises(AssertionError, match="shape"):  # a kernel cannot shrink the test set it is judged on
+        judge.judge_reconstruction({"reconstructions": images[:10] + 0.01}, INPUTS)
+
+
+def test_sparsity_is_judged_on_the_secret_activations():
+    answers = [{"value": judge.sparsity_closed_form(a, 0.01 if rho is None else rho).float(),
+                "grad": torch.ones_like(a)} for a, rho in collect.sparsity_activations(INPUTS)]
+    judge.judge_sparsity({"cases": answers}, INPUTS)
+    with pytest.raises(AssertionError, match="expected"):  # right for other (public) inputs is wrong here
+        judge.judge_sparsity({"cases": answers}, Inputs(8))
 
 
 def test_sparsity_closed_form_matches_a_hand_computed_value():
@@ -32,4 +45,33 @@ def test_sparsity_closed_form_matches_a_hand_computed_value():
     rho = 0.1
     expected = sum(rho * torch.log(torch.tensor(rho / q)) + (1 - rho) * torch.log(torch.tensor((1 - rho) / (1 - q)))
                    for q in (0.2, 0.5))
-    assert torch.isclose(checks.sparsity_closed_form(activations, rho).float(), expected.float())
+    assert torch.isclose(judge.sparsity_closed_form(activations, rho).float(), expected.float())
+
+
+@pytest.mark.parametrize("garbage", [{}, {"cases": "x"}, {"cases": [{"value": "tensor", "grad": None}] * 3},
+                                     {"reconstructions": torch.full((5,), float("nan"))}, [1, 2], b"\x00" * 10])
+def test_malformed_collections_fail_with_a_message(tmp_path, garbage):
+    hand_out(tmp_path, INPUTS)
+    path = collected_path("test_sparsity_penalty", tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(garbage, bytes):
+        path.write_bytes(garbage)
+    else:
+        torch.save(garbage, path)
+    for grade_id, judge_function in judge.JUDGES.items():
+        if grade_id != "test_sparsity_penalty":
+            path.rename(collected_path(grade_id, tmp_path))
+            path = collected_path(grade_id, tmp_path)
+        verdict = judge_cell(judge_function, grade_id, tmp_path, INPUTS)
+        assert not verdict.passed and verdict.message, grade_id
+
+
+def test_a_collection_that_is_a_link_is_rejected(tmp_path):
+    hand_out(tmp_path, INPUTS)
+    secret = tmp_path.parent / "elsewhere.pt"
+    torch.save({"cases": []}, secret)
+    path = collected_path("test_sparsity_penalty", tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(secret)
+    verdict = judge_cell(judge.judge_sparsity, "test_sparsity_penalty", tmp_path, INPUTS)
+    assert not verdict.passed and "rejected" in verdict.message

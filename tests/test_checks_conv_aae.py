@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,6 +20,7 @@ INPUTS = Inputs(7)
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
+    """The namespace of the reference solution's set-up and solution cells."""
     return notebooks.definitions(SOURCE)
 
 
@@ -61,6 +60,7 @@ def test_secret_inputs_depend_on_the_seed():
 def test_answers_for_another_seed_earn_nothing():
     """A collection made with the inputs of one seed fails the judge of another: the kernel cannot reuse answers."""
     def correct(prior, codes):
+        """A correct discriminator_loss."""
         return F.softplus(-prior).mean() + F.softplus(codes).mean()
 
     judge.judge_discriminator_loss(collect.collect_discriminator_loss(Inputs(1), correct), Inputs(1))
@@ -134,6 +134,7 @@ def test_prior_samples_are_drawn_in_the_judge_from_the_secret_seed():
 # --- convolutional structure ---------------------------------------------------------------------
 
 def encoder_calls(reference: dict, code: str) -> list[dict]:
+    """The layers a ConvEncoder(10) defined by `code` applies to two random images."""
     encoder = namespace_with(reference, code)["ConvEncoder"](10)
     _, calls = collect.traced_call(encoder, torch.rand(2, 1, 28, 28))
     return calls
@@ -258,18 +259,14 @@ class Discriminator(nn.Module):
 # --- the GAN losses: judges name the mistake -----------------------------------------------------
 
 def correct_discriminator_loss(prior, codes):
+    """The course's discriminator loss, written with softplus."""
     return F.softplus(-prior).mean() + F.softplus(codes).mean()
-
-
-def judged_loss(name: str, function: Callable, inputs: Inputs = INPUTS) -> None:
-    """Collect and judge discriminator_loss or generator_loss."""
-    judged(name, function, inputs=inputs)
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_correct_losses_pass_whatever_the_seed(seed):
-    judged_loss("discriminator_loss", correct_discriminator_loss, Inputs(seed))
-    judged_loss("generator_loss", lambda c: F.softplus(-c).mean(), Inputs(seed))
+    judged("discriminator_loss", correct_discriminator_loss, inputs=Inputs(seed))
+    judged("generator_loss", lambda c: F.softplus(-c).mean(), inputs=Inputs(seed))
 
 
 def test_judge_discriminator_loss_names_the_mistake():
@@ -289,7 +286,7 @@ def test_judge_discriminator_loss_names_the_mistake():
     }
     for hint, wrong in mistakes.items():
         with pytest.raises(AssertionError, match=hint):
-            judged_loss("discriminator_loss", wrong)
+            judged("discriminator_loss", wrong)
 
 
 def test_judge_generator_loss_names_the_mistake():
@@ -303,7 +300,7 @@ def test_judge_generator_loss_names_the_mistake():
     }
     for hint, wrong in mistakes.items():
         with pytest.raises(AssertionError, match=hint):
-            judged_loss("generator_loss", wrong)
+            judged("generator_loss", wrong)
 
 
 def test_generator_hints_for_values_that_keep_the_ordering():

@@ -56,8 +56,7 @@ def two_gaussians(count: int, generator: torch.Generator) -> tuple[torch.Tensor,
 
 
 def large_logits(generator: torch.Generator, magnitude: float, count: int) -> torch.Tensor:
-    """`count` (>= 2) logits of shape (count, 1): one in (magnitude / 2, magnitude], one in [-magnitude, -magnitude / 2),
-    the rest ordinary."""
+    """`count` (>= 2) logits (count, 1): one in (m/2, m], one in [-m, -m/2) for m = magnitude, the rest ordinary."""
     extremes = magnitude * (1 - 0.5 * torch.rand(2, generator=generator)) * torch.tensor([1.0, -1.0])
     values = torch.cat([extremes, 3 * torch.randn(count - 2, generator=generator)])
     return values[torch.randperm(count, generator=generator)].unsqueeze(1)
@@ -155,8 +154,7 @@ def collect_conv_encoder_decoder(inputs: Inputs, ConvEncoder: Callable, ConvDeco
 
 
 def collect_conv_ae_learns(inputs: Inputs, ConvEncoder: Callable, ConvDecoder: Callable) -> dict:
-    """Reconstructions of secret held-out images by a fresh ConvEncoder(10) + ConvDecoder(10), before and after
-    a short run of Adam on the mean squared error."""
+    """Secret held-out reconstructions by a fresh ConvEncoder(10) + ConvDecoder(10) before and after a short MSE run."""
     train_index, test_index = brief_subsets(inputs)
     test_images = split("test")[0][test_index]
     model = autoencoder(ConvEncoder, ConvDecoder, AE_COMPONENTS, inputs, BRIEF_ENCODER_INIT, BRIEF_DECODER_INIT)
@@ -205,8 +203,7 @@ def collect_conv_vae(inputs: Inputs, ConvVAE: Callable) -> dict:
 
 
 def collect_conv_vae_trained(inputs: Inputs, ConvVAE: Callable) -> dict:
-    """x_rec (one secretly seeded sample per image), z_mean and z_logvar of every held-out image by the submitted
-    ConvVAE(10)."""
+    """x_rec (one secretly seeded sample each), z_mean and z_logvar of every held-out image by the submitted ConvVAE."""
     model = load_submitted(construct(ConvVAE, VAE_COMPONENTS), VAE_FILE)
     test_images = split("test")[0]
     torch.manual_seed(inputs.torch_seed(VAE_TRAINED_SAMPLES))

@@ -254,6 +254,7 @@ def collect_vae_learns(inputs: Inputs, Encoder: Callable, Decoder: Callable) -> 
     draws = inputs.generator(BRIEF_TRAIN_DRAWS)
 
     def monte_carlo_objective(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) - log p(z) - log p(x|z) at one re-parameterised z, for a fresh varianceMNIST draw of `batch`."""
         noisy = variance_mnist(batch.cpu(), generator=draws).to(batch.device)
         z_mean, z_logvar = pair_of(model[0](noisy), "Encoder.forward")
         q = Normal(z_mean, torch.exp(0.5 * z_logvar), validate_args=False)

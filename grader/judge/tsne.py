@@ -173,7 +173,7 @@ def _judge_joint(M: torch.Tensor, name: str, what: str) -> None:
 def judge_pairwise_distances(out: dict, inputs: Inputs) -> None:
     """Shapes, values against ||x_i - x_j||^2, symmetry, zero diagonal, and no loop over points."""
     inputs_of_cases = collect.distance_inputs(inputs)
-    cases = _require_cases(out["cases"], len(inputs_of_cases), "pairwise_squared_distances")
+    cases = _require_cases(out.get("cases"), len(inputs_of_cases), "pairwise_squared_distances")
     for X, D in zip(inputs_of_cases, cases):
         n = len(X)
         D = require_tensor(D, f"pairwise_squared_distances of an input of shape {tuple(X.shape)}", (n, n))
@@ -185,13 +185,13 @@ def judge_pairwise_distances(out: dict, inputs: Inputs) -> None:
             f"to {worst:.4g}. D[i, j] is the squared Euclidean distance (no square root) between rows i and j.")
         assert float(D.diagonal().abs().max()) <= atol, "The diagonal of the distances should be 0 (clamp rounding)."
         assert float(D.min()) >= -atol, "Squared distances cannot be negative: clamp rounding errors at 0."
-    _judge_vectorised(out["calls"], "pairwise_squared_distances")
+    _judge_vectorised(out.get("calls"), "pairwise_squared_distances")
 
 
 def judge_gauss_p(out: dict, inputs: Inputs) -> None:
     """P is a symmetric joint distribution with zero diagonal and matches the formula."""
     inputs_of_cases = collect.gauss_inputs(inputs)
-    cases = _require_cases(out["cases"], len(inputs_of_cases), "symmetric_gauss_neighbour_probability")
+    cases = _require_cases(out.get("cases"), len(inputs_of_cases), "symmetric_gauss_neighbour_probability")
     for (X, sigma, what), P in zip(inputs_of_cases, cases):
         n = len(X)
         P = require_tensor(P, f"symmetric_gauss_neighbour_probability for {what}", (n, n))
@@ -211,7 +211,7 @@ def judge_gauss_p(out: dict, inputs: Inputs) -> None:
 def judge_find_sigmas(out: dict, inputs: Inputs) -> None:
     """One positive sigma per point, each giving its point the target perplexity."""
     inputs_of_cases = collect.sigma_inputs(inputs)
-    cases = _require_cases(out["cases"], len(inputs_of_cases), "find_sigmas")
+    cases = _require_cases(out.get("cases"), len(inputs_of_cases), "find_sigmas")
     for (X, perplexity), sigmas in zip(inputs_of_cases, cases):
         target = DEFAULT_PERPLEXITY if perplexity is None else perplexity
         how = "find_sigmas(X)" if perplexity is None else f"find_sigmas(X, perplexity={target:g})"
@@ -227,13 +227,13 @@ def judge_find_sigmas(out: dict, inputs: Inputs) -> None:
             f"{PERPLEXITY_TOLERANCE:.0%} (point {worst}: sigma {float(sigmas[worst]):.4g} gives perplexity "
             f"{float(reached[worst]):.4g}). Each point needs its own sigma_i: bisect every sigma_i until "
             "2^H(P_i) equals the perplexity" + (" (the default perplexity is 30)." if perplexity is None else "."))
-    _judge_vectorised(out["calls"], "find_sigmas")
+    _judge_vectorised(out.get("calls"), "find_sigmas")
 
 
 def judge_student_t_q(out: dict, inputs: Inputs) -> None:
     """Q is a symmetric joint distribution with zero diagonal, matches the formula and is differentiable."""
     maps = collect.map_inputs(inputs)
-    cases = _require_cases(out["cases"], len(maps), "symmetric_student_t_neighbour_probability")
+    cases = _require_cases(out.get("cases"), len(maps), "symmetric_student_t_neighbour_probability")
     for Y, Q in zip(maps, cases):
         n = len(Y)
         what = f"a map of {n} points"
@@ -248,7 +248,7 @@ def judge_student_t_q(out: dict, inputs: Inputs) -> None:
             f"Q for {what} differs from the formula by up to {worst:.3g}. The Student-t kernel is "
             "(1 + ||y_i - y_j||^2)^-1 (not a Gaussian), and the normaliser is the sum of the kernel over all "
             "pairs k != l.")
-    gradient = out["gradient"]
+    gradient = out.get("gradient")
     Y, _ = collect.map_gradient_inputs(inputs)
     assert isinstance(gradient, torch.Tensor) and tuple(gradient.shape) == tuple(Y.shape) \
         and gradient.is_floating_point() and torch.isfinite(gradient).all() and gradient.abs().sum() > 0, (
@@ -269,7 +269,7 @@ def _kl_value(value: Any, what: str) -> float:
 def judge_kl(out: dict, inputs: Inputs) -> None:
     """The KL divergence matches its formula, is 0 for P == Q, finite with zeros in P; its gradient is right."""
     inputs_of_cases = collect.kl_inputs(inputs)
-    values = _require_cases(out["values"], len(inputs_of_cases), "kl_divergence")
+    values = _require_cases(out.get("values"), len(inputs_of_cases), "kl_divergence")
     for (what, P, Q), value in zip(inputs_of_cases, values):
         value = _kl_value(value, what)
         expected = float(reference_kl(P.double(), Q.double()))
@@ -277,7 +277,7 @@ def judge_kl(out: dict, inputs: Inputs) -> None:
             f"kl_divergence(P, Q) for {what} returned {value:.6g}, expected {expected:.6g} = "
             "sum over i != j of p_ij log(p_ij / q_ij) (P, the data, weighs the log-ratio).")
     P, Q = collect.kl_gradient_inputs(inputs)
-    gradient = out["gradient"]
+    gradient = out.get("gradient")
     assert isinstance(gradient, torch.Tensor) and tuple(gradient.shape) == tuple(Q.shape) \
         and gradient.is_floating_point(), (
         "kl_divergence should stay differentiable: autograd could not compute the gradient with respect to Q "
@@ -298,7 +298,7 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
     """Maps of the right shape, deterministic per seed, using their arguments, and good for both optimisers."""
     X, labels = collect.tsne_images(inputs)
     n = len(X)
-    maps = {key: require_tensor(out.get(key), f"the map returned by tsne (run '{key}')", (n, 2))
+    maps = {key: require_tensor(out.get(key), f"the map returned by tsne (run '{key}')", (n, 2)).double()
             for key in collect.tsne_runs(inputs)}
     assert torch.allclose(maps["early_sgd"], maps["early_sgd_again"], atol=1e-5), (
         "Two runs of tsne with the same seed gave different maps: draw the initial map from a generator seeded "

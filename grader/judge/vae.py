@@ -229,7 +229,8 @@ def judge_decoder(out: dict, inputs: Inputs) -> None:
         for batch in (1, 7, collect.HUGE_CODES):
             key = f"{n}_{batch}"
             assert f"mean{key}" in out, (
-                f"Decoder({n}).forward should return a tuple (y_mean, y_logvar), got {describe(out.get(f'kind{key}'))}.")
+                f"Decoder({n}).forward should return a tuple (y_mean, y_logvar), "
+                f"got {describe(out.get(f'kind{key}'))}.")
             require_tensor(out[f"mean{key}"], f"y_mean of Decoder({n}) for a batch of {batch}", (batch, *IMAGE))
             logvar = require_tensor(out.get(f"logvar{key}"), f"y_logvar of Decoder({n}) for a batch of {batch}",
                                     (batch, *IMAGE))
@@ -282,7 +283,7 @@ def judge_loss_loglik(out: dict, inputs: Inputs) -> None:
 # --- a short training run of the Gaussian VAE ----------------------------------------------------
 
 def judge_vae_learns(out: dict, inputs: Inputs) -> None:
-    """After a short training run from scratch the decoder keeps its floor and the test ELBO, computed here, improves."""
+    """After a short run from scratch the decoder keeps its floor and the test ELBO, computed here, improves."""
     images = collect.brief_test_images(inputs)
     logvar = out.get("after_huge_logvar")
     assert isinstance(logvar, torch.Tensor) and logvar.is_floating_point() and logvar.numel() > 0, (
@@ -356,7 +357,8 @@ def judge_loss_bce(out: dict, inputs: Inputs) -> None:
                         "are probabilities already: the decoder ends with a sigmoid. Use F.binary_cross_entropy")
             elif close(value, expected * PIXELS, rtol=1e-3) or close(value, expected * PIXELS * len(x), rtol=1e-3):
                 hint = "you summed over pixels: take the mean over all pixels and images"
-            raise AssertionError(f"loss_bce on a batch of {len(x)} returned {value:.5f}, expected {expected:.5f}: {hint}.")
+            raise AssertionError(
+                f"loss_bce on a batch of {len(x)} returned {value:.5f}, expected {expected:.5f}: {hint}.")
         grad = case.get("grad")
         assert isinstance(grad, torch.Tensor) and tuple(grad.shape) == tuple(x.shape) and grad.is_floating_point() \
             and bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0, (
@@ -387,7 +389,8 @@ def judge_bernoulli_vae(out: dict, inputs: Inputs) -> None:
         assert x_rec.min() > 0 and x_rec.max() < 1, "x_rec should hold probabilities in (0, 1)."
         forward_mean = require_tensor(forward[1], f"z_mean from BernoulliVAE({n}).forward", (5, n))
         forward_logvar = require_tensor(forward[2], f"z_logvar from BernoulliVAE({n}).forward", (5, n))
-        assert torch.allclose(forward_mean, z_mean, atol=1e-5) and torch.allclose(forward_logvar, z_logvar, atol=1e-5), (
+        assert torch.allclose(forward_mean, z_mean, atol=1e-5) and torch.allclose(forward_logvar, z_logvar,
+                                                                                  atol=1e-5), (
             "forward should return the z_mean and z_logvar that encode gives for the same images.")
 
 
