@@ -35,11 +35,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     """Regenerate release/ with nbgrader generate_assignment and check it leaks nothing."""
     notebooks.build_sources(pipeline.SOURCE)
-    release = pipeline.generate_release(pipeline.prepare_course(pipeline.REPO))
+    release = pipeline.generate_release(pipeline.prepare_course(Path(args.course)))
     problems = pipeline.release_problems(release)
     for problem in problems:
         print(f"LEAK: {problem}")
-    print(f"release written to {release.relative_to(pipeline.REPO)}" if not problems else "release leaks")
+    print(f"release written to {release}" if not problems else "release leaks")
     return 1 if problems else 0
 
 
@@ -85,17 +85,21 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     return 0
 
 
-def max_points() -> dict[str, float]:
-    """Maximum points of each notebook of the assignment."""
+def max_points(names: list[str] | None = None) -> dict[str, float]:
+    """Maximum points of each notebook of the assignment (or of `names`)."""
     return {name: sum(notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb")).values())
-            for name in notebook_names()}
+            for name in names or notebook_names()}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Release, train the reference, autograde demo submissions, write feedback and print the scores."""
     use_data(args)
     started = time.time()
-    root = pipeline.REPO
+    root = Path(args.course).resolve()
+    names = args.notebooks or notebook_names()
+    unknown = set(names) - set(notebook_names())
+    if unknown:
+        raise RuntimeError(f"unknown notebooks {sorted(unknown)}; choose from {notebook_names()}")
     print("[1/5] building the source notebooks and the release")
     notebooks.build_sources(pipeline.SOURCE)
     release = pipeline.generate_release(pipeline.prepare_course(root))
@@ -104,7 +108,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("\n".join(f"LEAK: {problem}" for problem in problems))
         return 1
     print("[2/5] training the reference checkpoints (cached while the notebook is unchanged)")
-    references = {name: pipeline.train_reference(name) for name in notebook_names()}
+    references = {name: pipeline.train_reference(name) for name in names}
     print("[3/5] preparing demo submissions in submitted/")
     students = ["reference", "blank"]
     submitted = {"reference": set(references), "blank": set(references)}
@@ -118,23 +122,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             submissions.submit_variant(root, student, variants[variant_name], reference)
             students.append(student)
             submitted[student] = {name}
-    print("[4/5] autograding (nbgrader autograde, one student at a time)")
-    reports = []
-    for student in students:
-        tick = time.time()
-        reports.append(pipeline.autograde(root, student))
-        print(f"  {student}: {reports[-1].total():g} points in {time.time() - tick:.0f} s"
-              + (" (autograde reported an error)" if reports[-1].error else ""))
+    print(f"[4/5] autograding (nbgrader autograde, {args.workers} student(s) at a time)")
+    reports = pipeline.autograde_all(root, students, workers=args.workers)
+    for report in reports:
+        print(f"  {report.student}: {report.total():g} points in {report.seconds:.0f} s"
+              + (" (autograde reported an error)" if report.error else ""))
     print("[5/5] writing feedback to feedback/")
     pipeline.generate_feedback(root)
     for student in students:
         shutil.rmtree(root / "autograded" / student / pipeline.ASSIGNMENT / "aelib", ignore_errors=True)
     print()
-    print(pipeline.score_table(reports, max_points(), submitted))
+    print(pipeline.score_table(reports, max_points(names), submitted))
     print(f"\ndemo finished in {time.time() - started:.0f} s")
     expected_full = {"reference": True, "blank": False}
     wrong = [r.student for r in reports if expected_full.get(r.student) is not None
-             and (r.total() == sum(max_points().values())) != expected_full[r.student]]
+             and (r.total() == sum(max_points(names).values())) != expected_full[r.student]]
     return 1 if wrong else 0
 
 
@@ -154,7 +156,8 @@ def parser() -> argparse.ArgumentParser:
         return command
 
     add("build", cmd_build, "rebuild source/*.ipynb from the text sources source/*/N_name.py")
-    add("release", cmd_release, "regenerate release/ with nbgrader generate_assignment")
+    add("release", cmd_release, "regenerate release/ with nbgrader generate_assignment").add_argument(
+        "--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     add("check", cmd_check, "fail when source notebooks or release/ are stale or the release leaks")
     add("train-reference", cmd_train_reference, "train the reference checkpoints", data=True).add_argument(
         "notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
@@ -164,7 +167,10 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--workers", type=int, default=1, help="students graded at once (default 1)")
     grade.add_argument("--timeout", type=float, default=pipeline.SUBMISSION_TIMEOUT,
                        help="wall-clock seconds for all notebooks of one submission (default 600)")
-    add("demo", cmd_demo, "the whole pipeline on demo submissions, ending with a score table", data=True)
+    demo = add("demo", cmd_demo, "the whole pipeline on demo submissions, ending with a score table", data=True)
+    demo.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
+    demo.add_argument("--notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
+    demo.add_argument("--workers", type=int, default=2, help="students graded at once (default 2)")
     return top
 
 

@@ -124,25 +124,33 @@ def points(notebook: nbformat.NotebookNode) -> dict[str, float]:
 
 
 
-def definitions(notebook: nbformat.NotebookNode, replacements: dict[str, str] | None = None) -> dict:
-    """Run a source notebook's set-up cells and its solution cells (or `replacements`) and return the namespace.
-
-    Set-up cells are the code cells before the first solution cell (flags, imports, data); training
-    cells come later and are never run, so this takes seconds.
-    """
-    replacements = replacements or {}
+def setup_namespace(notebook: nbformat.NotebookNode) -> dict:
+    """Run a source notebook's set-up cells (the code cells before its first solution cell) and return the namespace."""
     namespace: dict = {"__name__": "__notebook__"}
-    seen_solution = False
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        meta = cell.metadata.get("nbgrader", {})
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            break
+        exec(compile(cell.source, cell.get("id", "setup"), "exec"), namespace)
+    return namespace
+
+
+def definitions(notebook: nbformat.NotebookNode, replacements: dict[str, str] | None = None,
+                setup: dict | None = None) -> dict:
+    """Run a source notebook's set-up cells and its solution cells (or `replacements`) and return the namespace.
+
+    Set-up cells are the code cells before the first solution cell (flags, imports, data); training
+    cells come later and are never run, so this takes seconds. A `setup` namespace from
+    `setup_namespace` is copied instead of running the set-up again.
+    """
+    replacements = replacements or {}
+    namespace = dict(setup) if setup is not None else setup_namespace(notebook)
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {}) if cell.cell_type == "code" else {}
         if meta.get("solution"):
-            seen_solution = True
             exec(compile(replacements.get(meta["grade_id"], solution_code(cell.source)), meta["grade_id"], "exec"),
                  namespace)
-        elif not seen_solution:
-            exec(compile(cell.source, cell.get("id", "setup"), "exec"), namespace)
     return namespace
 
 

@@ -22,6 +22,14 @@ SOURCES = {name: notebooks.build_notebook(pipeline.SOURCE / f"{name}.py") for na
 HIDDEN = {name: notebooks.hidden_tests(source) for name, source in SOURCES.items()}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS if not variant.retrain]
 INPUTS = Inputs(20261122)
+_SETUPS: dict[str, dict] = {}
+
+
+def namespace_of(name: str, replacements: dict[str, str] | None = None) -> dict:
+    """The notebook's definitions with `replacements`, its set-up cells run once per test session."""
+    if name not in _SETUPS:
+        _SETUPS[name] = notebooks.setup_namespace(SOURCES[name])
+    return notebooks.definitions(SOURCES[name], replacements, setup=_SETUPS[name])
 
 
 def failing_cells(name: str, namespace: dict, folder: Path, inputs: Inputs = INPUTS) -> dict[str, str]:
@@ -55,7 +63,7 @@ def test_every_points_cell_is_collected_and_judged(name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_reference_passes_every_hidden_check(name, tmp_path, monkeypatch):
     monkeypatch.chdir(submission_dir(tmp_path, name))
-    assert failing_cells(name, notebooks.definitions(SOURCES[name]), tmp_path) == {}
+    assert failing_cells(name, namespace_of(name), tmp_path) == {}
 
 
 @pytest.mark.parametrize("name, variant", CASES, ids=lambda case: getattr(case, "name", case))
@@ -65,7 +73,7 @@ def test_variant_fails_exactly_its_cells(name, variant, tmp_path, monkeypatch):
     for filename, how in variant.files.items():
         submissions.tamper(folder / filename, how, pipeline.train_reference(name), marker)
     monkeypatch.chdir(folder)
-    failures = failing_cells(name, notebooks.definitions(SOURCES[name], variant.cells), folder)
+    failures = failing_cells(name, namespace_of(name, variant.cells), folder)
     assert set(failures) == set(variant.fails), failures
     assert not marker.exists(), "a checkpoint ran code while being loaded"
     for message in failures.values():

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from types import ModuleType
 
-# Each notebook's variants live in grader/variants/<module>.py, its checks in grader/checks/<module>.py.
+# Each notebook's variants live in grader/variants/<module>.py, its collectors and judges in grader/collect/ and grader/judge/.
 MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
 TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture", "huge", "truncated", "nan_weights")
 

@@ -1,0 +1,54 @@
+"""Every `aecourse` command, run through `cli.main` against temporary course directories."""
+from __future__ import annotations
+
+import pytest
+
+from grader import cli, notebooks, pipeline, submissions
+
+
+def test_build_writes_up_to_date_sources(capsys):
+    assert cli.main(["build"]) == 0
+    assert notebooks.stale_sources(pipeline.SOURCE) == []
+    assert "built source/autoencoders/1_ae.ipynb" in capsys.readouterr().out
+
+
+def test_check_passes_on_the_committed_release(capsys):
+    assert cli.main(["check"]) == 0, capsys.readouterr().out
+
+
+def test_release_into_a_temporary_course(tmp_path, capsys):
+    assert cli.main(["release", "--course", str(tmp_path)]) == 0
+    assert (tmp_path / "release" / pipeline.ASSIGNMENT / "1_ae.ipynb").exists()
+    assert pipeline.release_problems(tmp_path / "release" / pipeline.ASSIGNMENT) == []
+
+
+def test_train_reference_reports_its_folder(capsys):
+    assert cli.main(["train-reference", "1_ae"]) == 0
+    assert str(pipeline.train_reference("1_ae")) in capsys.readouterr().out
+
+
+def test_autograde_prints_scores_for_a_course(course, capsys):
+    reference = pipeline.train_reference("1_ae")
+    submissions.submit_reference(course, "cli-reference", "1_ae", reference)
+    submissions.submit_blank(course, "cli-blank", "1_ae")
+    assert cli.main(["autograde", "cli-reference", "cli-blank", "--course", str(course), "--workers", "2"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    full = sum(notebooks.points(notebooks.read(pipeline.SOURCE / "1_ae.ipynb")).values())
+    assert rows["cli-reference"][1] == f"{full:g}" and rows["cli-reference"][2] == "-"  # only 1_ae handed in
+    assert rows["cli-blank"][1] == "0"
+
+
+def test_autograde_without_submissions_says_what_to_do(tmp_path, capsys):
+    assert cli.main(["autograde", "--course", str(tmp_path)]) == 1
+    assert "submitted/<student>/autoencoders/" in capsys.readouterr().err
+
+
+def test_demo_on_one_notebook(tmp_path, capsys):
+    assert cli.main(["demo", "--course", str(tmp_path), "--notebooks", "1_ae", "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "demo finished" in out and (tmp_path / "feedback" / "reference" / pipeline.ASSIGNMENT / "1_ae.html").exists()
+
+
+def test_unknown_command_is_rejected():
+    with pytest.raises(SystemExit):
+        cli.main(["grade-everything"])
