@@ -112,12 +112,13 @@ TSNE = {
 
 VAE = {
     # 3_vae, measured on the reference checkpoints trained in offline mode (the notebook's seeds), with the
-    # grader's fixed varianceMNIST noise. Negative ELBO per image (grader's formula, without the 2 pi constant,
-    # decoder log-variance floored at -6), after 300 Adam steps from scratch in the hidden check; before
-    # training: +57. Another correct architecture (one hidden layer of 600, variant other_architectures_retrained)
-    # reaches -1309; a decoder without the log-variance floor gets overconfident and ends at -845 (the check
-    # runs on one thread; -664 on two). Margin 15 %.
-    "brief_training_elbo": Figure(reference=-1177.0, threshold=-1000.0, higher_is_better=False),
+    # varianceMNIST noise drawn from the submission's secret seed. Negative ELBO per image (the judge's closed form,
+    # without the 2 pi constant) after 300 Adam steps from scratch in the hidden check, which trains on a one-sample
+    # Monte-Carlo ELBO: -1236 to -1255 over seeds 1, 2, 3 and 20261122; another correct architecture (one hidden
+    # layer of 600, variant other_architectures_retrained) -1386 to -1394. A decoder without its log-variance
+    # floor ends anywhere from -708 to -1262 here, so the judge catches it by its log-variance on huge codes
+    # instead (below -10). Margin 19 %.
+    "brief_training_elbo": Figure(reference=-1250.0, threshold=-1000.0, higher_is_better=False),
     # Trained Gaussian VAE (25 epochs): test negative ELBO per image; per-pixel-variance baseline -1155,
     # one constant variance for all pixels -428. Margin 14 %.
     "gaussian_test_elbo": Figure(reference=-1626.0, threshold=-1400.0, higher_is_better=False),
