@@ -25,12 +25,12 @@ sandbox:
 demo: install
 	$(BIN)/aecourse demo --data-dir $(DATA) --offline-split
 
-# The reference checkpoints first (cached; torch on both cores), then the suite on two workers: the
-# nbgrader pipeline on one (grading two students at a time), everything else on the other.
+# The reference checkpoints first (cached; torch on both cores), then the suite on two workers, one test
+# file each at a time: test_pipeline.py grades every submission once on one (two students at a time).
 test: install
 	$(BIN)/aecourse train-reference --data-dir $(DATA) --offline-split
 	AUTOENCODERS_DATA_DIR=$(abspath $(DATA)) AUTOENCODERS_OFFLINE_SPLIT=1 AECOURSE_TEST_NOTEBOOKS= \
-		$(BIN)/python -m pytest -n 2 --dist loadgroup
+		$(BIN)/python -m pytest -n 2 --dist loadfile
 
 check: install
 	$(BIN)/aecourse check

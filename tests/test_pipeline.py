@@ -20,7 +20,6 @@ POINTS = {name: notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS]
 HOSTILE = [case for case in catalogue() if case.notebook in NOTEBOOKS]
 WORKERS = 2
-pytestmark = pytest.mark.xdist_group("pipeline")  # one pytest worker grades everything once
 
 
 class ProbeServer:
