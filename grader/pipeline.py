@@ -17,7 +17,7 @@ import nbformat
 from nbclient import NotebookClient
 from tqdm import tqdm
 
-from grader import notebooks
+from grader import helper_answers, notebooks
 
 ASSIGNMENT = "autoencoders"
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def generate_release(root: Path) -> Path:
 
 
 def release_problems(release_dir: Path, source_dir: Path = SOURCE) -> list[str]:
-    """Everything in a release that students must not see: solutions, hidden tests, grader code."""
+    """Everything in a release that students must not see: solutions, hidden tests, grader code, answers in helpers."""
     problems = []
     for path in sorted(release_dir.rglob("*")):
         relative = path.relative_to(release_dir)
@@ -94,6 +94,8 @@ def release_problems(release_dir: Path, source_dir: Path = SOURCE) -> list[str]:
         for line in secret_lines(notebooks.read(source_path)):
             if line in text:
                 problems.append(f"{source_path.name}: contains the secret line {line!r}")
+    if (release_dir / "aelib").is_dir():
+        problems += helper_answers.answers_in_helpers(release_dir / "aelib", source_dir)
     return problems
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
 
 from grader import notebooks, pipeline
+from grader.judge import MODULES
 from grader.variants import Variant
 from grader.variants.hostile import BASES, FIRST_CELL, Hostile
 
@@ -59,6 +61,26 @@ def submit_reference(root: Path, student: str, name: str, reference_dir: Path, f
     release, source = _notebooks(root, name)
     return pipeline.submit(root, student, {f"{name}.ipynb": pipeline.fill_release(release, source),
                                            **checkpoints(reference_dir, name)}, fresh)
+
+
+def graded_checkpoints(name: str) -> set[str]:
+    """The checkpoint files of notebook `name` that hidden tests load (the others are optional)."""
+    text = (Path(__file__).parent / "collect" / f"{MODULES[name]}.py").read_text()
+    return set(re.findall(rf'"({re.escape(name)}_\w+\.pth)"', text))
+
+
+def optional_checkpoints(name: str) -> set[str]:
+    """Checkpoint files the notebook `name` saves that no hidden test loads."""
+    text = (pipeline.SOURCE / f"{name}.py").read_text()
+    return set(re.findall(rf'"({re.escape(name)}_\w+\.pth)"', text)) - graded_checkpoints(name)
+
+
+def submit_reference_graded_only(root: Path, student: str, name: str, reference_dir: Path,
+                                 fresh: bool = True) -> Path:
+    """Submit the reference solution of `name` with only the checkpoints that are graded."""
+    release, source = _notebooks(root, name)
+    kept = {file: path for file, path in checkpoints(reference_dir, name).items() if file in graded_checkpoints(name)}
+    return pipeline.submit(root, student, {f"{name}.ipynb": pipeline.fill_release(release, source), **kept}, fresh)
 
 
 def submit_blank(root: Path, student: str, name: str, fresh: bool = True) -> Path:

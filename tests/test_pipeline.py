@@ -20,6 +20,7 @@ POINTS = {name: notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS]
 HOSTILE = [case for case in catalogue() if case.notebook in NOTEBOOKS]
 WORKERS = 2
+OPTIONAL = [name for name in NOTEBOOKS if submissions.optional_checkpoints(name)]  # graded again without them
 
 
 class ProbeServer:
@@ -64,6 +65,9 @@ def graded(course, probe) -> dict[str, pipeline.GradeReport]:
     for index, (name, reference) in enumerate(references.items()):
         submissions.submit_reference(course, "reference", name, reference, fresh=index == 0)
         submissions.submit_blank(course, "blank", name, fresh=index == 0)
+    for index, name in enumerate(OPTIONAL):
+        submissions.submit_reference_graded_only(course, "graded-checkpoints-only", name, references[name],
+                                                 fresh=index == 0)
     for name, variant in CASES:
         submissions.submit_variant(course, f"{name}-{variant.name}", variant, references[name])
     for name in BASES:
@@ -115,6 +119,25 @@ def test_leak_check_catches_a_leak(course, tmp_path):
 def test_reference_gets_full_marks(graded, name):
     report = graded["reference"]
     assert report.error == "" and report.total(name) == sum(POINTS[name].values()), report.scores
+
+
+def error_outputs(course: Path, student: str, name: str) -> list[str]:
+    """The error outputs of a student's autograded notebook, one line per failing cell."""
+    notebook = notebooks.read(course / "autograded" / student / pipeline.ASSIGNMENT / f"{name}.ipynb")
+    return [f"cell {index}: {output.ename}: {output.evalue}" for index, cell in enumerate(notebook.cells)
+            if cell.cell_type == "code" for output in cell.outputs if output.output_type == "error"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_reference_runs_top_to_bottom_without_errors(graded, course, name):
+    assert error_outputs(course, "reference", name) == []
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_optional_checkpoints_are_optional(graded, course, name):
+    report = graded["graded-checkpoints-only"]
+    assert report.total(name) == sum(POINTS[name].values()), report.scores
+    assert error_outputs(course, "graded-checkpoints-only", name) == []
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -37,8 +37,8 @@
 skip_training = False
 
 # %% kind="guard" grade_id="skip_training_guard" points=0
-# This cell is locked. While your notebook is graded it sets skip_training = True, so grading only
-# loads the models you saved and never trains.
+# This cell is locked. While your notebook is graded it sets skip_training = True, so the training
+# cells below load the models you saved instead of training them.
 ### BEGIN HIDDEN TESTS
 skip_training = True
 ### END HIDDEN TESTS
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from aelib.checkpoints import load_model, save_model
 from aelib.data import downsample, load_mnist, minibatches, variance_mnist
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
-from aelib.plotting import scatter_codes, show_images
+from aelib.plotting import scatter_codes, show_images, show_signed_images
 from aelib.training import pick_device, progress
 
 device = pick_device(skip_training)
@@ -264,8 +264,8 @@ print("Visible tests passed.")
 # %%
 x_test_var = variance_mnist(x_test, generator=torch.Generator().manual_seed(1))
 show_images(x_test[:10], title="MNIST test images")
-show_images(x_test_var[:10], title="the same digits in varianceMNIST", cmap="RdBu", vmin=-1.5, vmax=1.5)
-show_images(variance_mnist(x_test[:10]), title="another draw of the same digits", cmap="RdBu", vmin=-1.5, vmax=1.5)
+show_signed_images(x_test_var[:10], title="the same digits in varianceMNIST")
+show_signed_images(variance_mnist(x_test[:10]), title="another draw of the same digits")
 
 # %% [markdown]
 # **Why a plain autoencoder fails here.** A plain autoencoder trained with the MSE to reproduce a
@@ -431,9 +431,9 @@ print(f"test MSE against the clean varianceMNIST images: noisy {mse_per_pixel(x_
       f"DAE {mse_per_pixel(test_denoised, x_test_var):.4f}, all zeros {float((x_test_var ** 2).mean()):.4f}, "
       f"optimal gate with the true intensities {mse_per_pixel(optimal, x_test_var):.4f}")
 gates = (test_denoised[:10] / x_test_var_noisy[:10]).clamp(0, 1)
-show_images(x_test_var_noisy[:10], title="noisy varianceMNIST inputs", cmap="RdBu", vmin=-1.5, vmax=1.5)
-show_images(test_denoised[:10], title="denoised by the DAE", cmap="RdBu", vmin=-1.5, vmax=1.5)
-show_images(x_test_var[:10], title="clean varianceMNIST targets", cmap="RdBu", vmin=-1.5, vmax=1.5)
+show_signed_images(x_test_var_noisy[:10], title="noisy varianceMNIST inputs")
+show_signed_images(test_denoised[:10], title="denoised by the DAE")
+show_signed_images(x_test_var[:10], title="clean varianceMNIST targets")
 show_images(gates, title="the gates denoised / input")
 
 # %% [markdown]

@@ -49,8 +49,8 @@
 skip_training = False
 
 # %% kind="guard" grade_id="skip_training_guard" points=0
-# This cell is locked. While your notebook is graded it sets skip_training = True, so grading only
-# loads the models you saved and never trains.
+# This cell is locked. While your notebook is graded it sets skip_training = True, so the training
+# cells below load the models you saved instead of training them.
 ### BEGIN HIDDEN TESTS
 skip_training = True
 ### END HIDDEN TESTS
@@ -64,10 +64,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from aelib.checkpoints import load_model, save_model
+from aelib.checkpoints import CheckpointError, load_model, save_model
 from aelib.data import load_mnist, minibatches, variance_mnist
 from aelib.evaluation import classifier_accuracy
-from aelib.plotting import scatter_codes, show_images
+from aelib.plotting import scatter_codes, show_images, show_signed_images
 from aelib.training import pick_device, progress
 
 device = pick_device(skip_training)
@@ -82,12 +82,14 @@ print("Using", device)
 # $p \in [0, 1]$ becomes $p\,\varepsilon$ with $\varepsilon \sim \mathcal N(0, 1)$, so it has mean 0
 # and variance $p^2$. `variance_mnist(images)` makes such a copy (fresh noise on every call). One
 # varianceMNIST image looks like scattered noise; the digit is only visible in *how much* the pixels
-# vary. The average of many varianceMNIST images is a flat grey zero, so an autoencoder trained with
+# vary. The average of many varianceMNIST images is zero everywhere, so an autoencoder trained with
 # the mean squared error learns nothing but zeros. A model that predicts a variance for every pixel
 # can find the digit: that is the first VAE of this notebook.
 #
-# Below: clean test digits (top) and one varianceMNIST version of them (bottom). `x_test_var` is one
-# fixed varianceMNIST version of the test images, used for all evaluations here.
+# Below: clean test digits (top) and one varianceMNIST version of them (bottom), drawn as in
+# notebook 2 with a red-white-blue colour map centred on 0 (`show_signed_images`): white is 0, red
+# negative, blue positive. `x_test_var` is one fixed varianceMNIST version of the test images, used
+# for all evaluations here.
 
 # %%
 x_train, y_train = load_mnist("train")
@@ -95,7 +97,7 @@ x_test, y_test = load_mnist("test")
 x_test_var = variance_mnist(x_test, generator=torch.Generator().manual_seed(0))
 print("training images:", tuple(x_train.shape), " test images:", tuple(x_test.shape))
 show_images(x_test[:10], title="MNIST test images")
-show_images(x_test_var[:10], title="the same digits in varianceMNIST", vmin=-1.5, vmax=1.5)
+show_signed_images(x_test_var[:10], title="the same digits in varianceMNIST")
 
 # %% [markdown]
 # ## 1. A VAE with a Gaussian decoder
@@ -429,8 +431,8 @@ print(f"test loss {test_kl + test_nll:.1f} = KL {test_kl:.1f} + negative log-lik
 
 z_mean, z_logvar, y_mean, y_logvar = gaussian_vae_outputs(x_test_var, n=10)
 show_images(x_test[:10], title="clean test digits")
-show_images(x_test_var[:10], title="varianceMNIST inputs", vmin=-1.5, vmax=1.5)
-show_images(y_mean, title="predicted means y_mean", vmin=-1, vmax=1)
+show_signed_images(x_test_var[:10], title="varianceMNIST inputs")
+show_signed_images(y_mean, title="predicted means y_mean", limit=1.0)
 show_images(torch.exp(0.5 * y_logvar), title="predicted standard deviations exp(y_logvar / 2)")
 
 # %% kind="tests" grade_id="test_vae_trained" points=2
@@ -466,8 +468,7 @@ with torch.no_grad():
     prior_mean, prior_logvar = decoder(torch.randn(20, 10, device=device))
 prior_std = torch.exp(0.5 * prior_logvar).cpu()
 show_images(prior_std, title="codes from the prior: predicted standard deviations")
-show_images(prior_mean.cpu() + prior_std * torch.randn_like(prior_std), title="samples of the model",
-            vmin=-1.5, vmax=1.5)
+show_signed_images(prior_mean.cpu() + prior_std * torch.randn_like(prior_std), title="samples of the model")
 
 # %% [markdown]
 # ### 1.7 How good are the codes?
@@ -722,16 +723,25 @@ show_images(path, title=f"from a {int(y_test[first_index])} to a {int(y_test[sec
 # * the same model with `kl_weight=0`: nothing pulls its codes towards the prior, so it is a plain
 #   autoencoder (with some noise on its codes), like the one of notebook 1.
 #
-# The cells scatter the code means of the test digits of both and decode the same random codes
-# from $\mathcal N(0, I)$ with both.
+# The cells save them to `3_vae_2d_vae.pth` and `3_vae_2d_autoencoder.pth` (not graded: submit them
+# if you like), scatter the code means of the test digits of both and decode the same random codes
+# from $\mathcal N(0, I)$ with both. With `skip_training = True` they load the saved models, and
+# skip a model whose file is missing.
 
 # %%
 maps = {}
-for name, kl_weight in (("VAE", 1e-3), ("autoencoder", 0.0)):
+for name, kl_weight, filename in (("VAE", 1e-3, "3_vae_2d_vae.pth"), ("autoencoder", 0.0, "3_vae_2d_autoencoder.pth")):
     model_2d = BernoulliVAE(2)
     if not skip_training:
         torch.manual_seed(0)
         train_bernoulli(model_2d, n_epochs=20, lr=1e-3, kl_weight=kl_weight)
+        save_model(model_2d, filename)
+    else:
+        try:
+            load_model(model_2d, filename, device)
+        except CheckpointError as error:
+            print(f"The 2-D {name} is skipped (it is not graded): {error}")
+            continue
     model_2d.to(device).eval()
     with torch.no_grad():
         maps[name] = (model_2d, model_2d.encode(x_test.to(device))[0].cpu())

@@ -28,11 +28,12 @@
 #    (`symmetric_gauss_neighbour_probability`),
 # 3. compute the map's joint probabilities $Q$ (`symmetric_student_t_neighbour_probability`),
 # 4. write the loss (`kl_divergence`),
-# 5. put them together in `tsne`,
-# 6. map 1,000 MNIST digits with gradient descent,
-# 7. replace gradient descent by Adam,
-# 8. give every point its own bandwidth from a *perplexity* (`find_sigmas`), and
-# 9. compare your t-SNE with scikit-learn's.
+# 5. give every point its own bandwidth from a *perplexity* (`find_sigmas`),
+# 6. put them together in `tsne`,
+# 7. map 1,000 MNIST digits with gradient descent,
+# 8. replace gradient descent by Adam,
+# 9. map them again with a bandwidth per point, and
+# 10. compare your t-SNE with scikit-learn's.
 #
 # **How grading works.** Each function has a test cell: visible checks run here, more are hidden and
 # run when your notebook is graded. The hidden tests call your functions on small inputs (a few
@@ -264,13 +265,77 @@ grader.collect.common.store("test_kl", grader.collect.tsne.collect_kl, kl_diverg
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 5. t-SNE
+# ## 5. A bandwidth per point: perplexity
+#
+# One $\sigma$ cannot suit every point: in dense regions a narrow kernel already covers many
+# neighbours, in sparse regions it covers none. t-SNE therefore chooses each $\sigma_i$ so that the
+# conditional distribution $P_i = (p_{j|i})_j$ has a given **perplexity**
+#
+# $$\mathrm{Perp}(P_i) = 2^{H(P_i)}, \qquad H(P_i) = -\sum_{j \neq i} p_{j|i} \log_2 p_{j|i},$$
+#
+# which you can read as the effective number of neighbours of $x_i$ (typical values: 5 to 50).
+# $H(P_i)$ grows with $\sigma_i$, so each $\sigma_i$ can be found by **bisection**: keep a lower and
+# an upper bound for every point, try the midpoint, and replace the upper bound where the perplexity
+# is too large and the lower bound where it is too small.
+#
+# Write `find_sigmas(X, perplexity=30.0)`, returning a tensor of `N` positive sigmas:
+#
+# * bisect all points at once, with tensors of bounds (no Python loop over points);
+# * bisect $\log \sigma_i$ rather than $\sigma_i$: the right values can lie anywhere between $10^{-3}$ and
+#   $10^{3}$ depending on the data, and a bracket such as $\log \sigma_i \in [-20, 20]$ suits any of them;
+# * compute $p_{j|i}$ with a softmax as in part 2 (it does not underflow), and
+#   $H$ with `torch.xlogy` or from `torch.log_softmax` (natural logs are fine if you compare with
+#   $\ln(\mathrm{perplexity})$, since $2^{H_2} = e^{H_e}$);
+# * **tolerance:** stop when every point's entropy is within $10^{-5}$ of the target (in the units you
+#   use), or after 100 steps.
+#
+# **Good:** for every point, the perplexity its $\sigma_i$ gives is within 1% of the target (the
+# hidden test checks 150 MNIST images at perplexities 30 and 10, and random points at 20). On our
+# 1,000 images at perplexity 30 the sigmas range from about 1.0 to 2.7, median 1.77.
+
+# %% kind="solution" grade_id="find_sigmas"
+def find_sigmas(X, perplexity=30.0):
+    """Per-point bandwidths (N,) giving each conditional distribution p_j|i the requested perplexity."""
+    ### BEGIN SOLUTION
+    distances = pairwise_squared_distances(X).double()
+    diagonal = torch.eye(len(X), dtype=torch.bool, device=X.device)
+    target = math.log(perplexity)
+    low = torch.full((len(X),), -20.0, dtype=torch.float64, device=X.device)
+    high = torch.full_like(low, 20.0)
+    for _ in range(100):
+        log_sigma = (low + high) / 2
+        logits = -distances / (2 * torch.exp(2 * log_sigma)[:, None])
+        log_p = torch.log_softmax(logits.masked_fill(diagonal, -math.inf), dim=1)
+        entropy = -(log_p.exp() * log_p.masked_fill(diagonal, 0.0)).sum(dim=1)
+        too_wide = entropy > target
+        high = torch.where(too_wide, log_sigma, high)
+        low = torch.where(too_wide, low, log_sigma)
+        if float((entropy - target).abs().max()) < 1e-5:
+            break
+    return ((low + high) / 2).exp().to(X.dtype)
+    ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_find_sigmas" points=2
+sigmas = find_sigmas(X[:50], perplexity=10.0)
+assert tuple(sigmas.shape) == (50,), f"find_sigmas should return one sigma per point, shape (50,), got {tuple(sigmas.shape)}"
+assert (sigmas > 0).all(), "sigmas should be positive"
+assert tuple(find_sigmas(X[:40]).shape) == (40,), "find_sigmas(X) should use perplexity 30 by default"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+import grader.collect.tsne
+import grader.collect.common
+grader.collect.common.store("test_find_sigmas", grader.collect.tsne.collect_find_sigmas, find_sigmas)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6. t-SNE
 #
 # Write `tsne(X, n_iter, learning_rate, optimizer="sgd", sigma=None, perplexity=None, seed=0,
 # callback=None)`. It returns the map, a tensor of shape `(N, 2)`.
 #
 # 1. **P.** With a `sigma` (a float or `N` per-point values), $P$ = `symmetric_gauss_neighbour_probability(X, sigma)`.
-#    With `sigma=None`, first compute per-point bandwidths with `find_sigmas(X, perplexity)` (part 8;
+#    With `sigma=None`, first compute per-point bandwidths with `find_sigmas(X, perplexity)` (part 5;
 #    use perplexity 30 when it is None too). $P$ does not change during the optimisation: compute it
 #    once, before the loop.
 # 2. **Start.** Draw the initial map from a standard normal distribution with a generator seeded by
@@ -298,7 +363,7 @@ grader.collect.common.store("test_kl", grader.collect.tsne.collect_kl, kl_diverg
 # and 0.72); with Adam (learning rate 0.1, `perplexity=30`) above 0.87 and 0.70 (reference: about
 # 0.95 and 0.83). It also checks that the loss goes down, that the same seed gives the same map, and
 # that `seed`, `sigma` and `perplexity` change the result. (Trustworthiness and 1-NN accuracy are
-# explained before part 6.)
+# explained before part 7.)
 
 # %% kind="solution" grade_id="tsne"
 def tsne(X, n_iter, learning_rate, optimizer="sgd", sigma=None, perplexity=None, seed=0, callback=None):
@@ -421,7 +486,7 @@ def draw_snapshots(snapshots, title):
 
 
 # %% [markdown]
-# ## 6. Gradient descent with a fixed $\sigma = 10$
+# ## 7. Gradient descent with a fixed $\sigma = 10$
 #
 # Run your `tsne` on the 1,000 images with plain gradient descent, learning rate 10 and $\sigma = 10$
 # for every point, for 1,000 iterations, and look at snapshots of the map and at the loss curve.
@@ -429,7 +494,7 @@ def draw_snapshots(snapshots, title):
 # **What to expect.** This run is far from converged after 1,000 iterations, and that is expected:
 # a reference run ends with a KL of about 0.005, $T(5) \approx 0.58$ and a 1-NN accuracy of about 0.16,
 # only a little better than a random map. Two things hold it back. First, $\sigma = 10$ is much wider
-# than the distances between neighbouring digits (part 8 finds bandwidths around 1.8), so $P$ is
+# than the distances between neighbouring digits (part 5 finds bandwidths around 1.8), so $P$ is
 # almost uniform and says little about who is whose neighbour; that is also why its KL is so small.
 # Second, plain gradient descent with learning rate 10 takes small steps: with a well-chosen $P$
 # (perplexity 30) the same optimiser reaches only KL 2.2 and 1-NN 0.69 in 1,000 iterations (published
@@ -449,7 +514,7 @@ if not skip_training:
     plt.show()
 
 # %% [markdown]
-# ## 7. Adam instead of gradient descent
+# ## 8. Adam instead of gradient descent
 #
 # Run the same problem with Adam and learning rate 0.1. Adam scales each coordinate's step by a
 # running estimate of its gradient's size, so points move at a useful speed from the first
@@ -473,72 +538,10 @@ if not skip_training:
     plt.show()
 
 # %% [markdown]
-# ## 8. A bandwidth per point: perplexity
+# ## 9. A bandwidth per point in practice
 #
-# One $\sigma$ cannot suit every point: in dense regions a narrow kernel already covers many
-# neighbours, in sparse regions it covers none. t-SNE therefore chooses each $\sigma_i$ so that the
-# conditional distribution $P_i = (p_{j|i})_j$ has a given **perplexity**
-#
-# $$\mathrm{Perp}(P_i) = 2^{H(P_i)}, \qquad H(P_i) = -\sum_{j \neq i} p_{j|i} \log_2 p_{j|i},$$
-#
-# which you can read as the effective number of neighbours of $x_i$ (typical values: 5 to 50).
-# $H(P_i)$ grows with $\sigma_i$, so each $\sigma_i$ can be found by **bisection**: keep a lower and
-# an upper bound for every point, try the midpoint, and replace the upper bound where the perplexity
-# is too large and the lower bound where it is too small.
-#
-# Write `find_sigmas(X, perplexity=30.0)`, returning a tensor of `N` positive sigmas:
-#
-# * bisect all points at once, with tensors of bounds (no Python loop over points);
-# * bisect $\log \sigma_i$ rather than $\sigma_i$: the right values can lie anywhere between $10^{-3}$ and
-#   $10^{3}$ depending on the data, and a bracket such as $\log \sigma_i \in [-20, 20]$ suits any of them;
-# * compute $p_{j|i}$ with a softmax as in part 2 (it does not underflow), and
-#   $H$ with `torch.xlogy` or from `torch.log_softmax` (natural logs are fine if you compare with
-#   $\ln(\mathrm{perplexity})$, since $2^{H_2} = e^{H_e}$);
-# * **tolerance:** stop when every point's entropy is within $10^{-5}$ of the target (in the units you
-#   use), or after 100 steps.
-#
-# **Good:** for every point, the perplexity its $\sigma_i$ gives is within 1% of the target (the
-# hidden test checks 150 MNIST images at perplexities 30 and 10, and random points at 20). On our
-# 1,000 images at perplexity 30 the sigmas range from about 1.0 to 2.7, median 1.77.
-
-# %% kind="solution" grade_id="find_sigmas"
-def find_sigmas(X, perplexity=30.0):
-    """Per-point bandwidths (N,) giving each conditional distribution p_j|i the requested perplexity."""
-    ### BEGIN SOLUTION
-    distances = pairwise_squared_distances(X).double()
-    diagonal = torch.eye(len(X), dtype=torch.bool, device=X.device)
-    target = math.log(perplexity)
-    low = torch.full((len(X),), -20.0, dtype=torch.float64, device=X.device)
-    high = torch.full_like(low, 20.0)
-    for _ in range(100):
-        log_sigma = (low + high) / 2
-        logits = -distances / (2 * torch.exp(2 * log_sigma)[:, None])
-        log_p = torch.log_softmax(logits.masked_fill(diagonal, -math.inf), dim=1)
-        entropy = -(log_p.exp() * log_p.masked_fill(diagonal, 0.0)).sum(dim=1)
-        too_wide = entropy > target
-        high = torch.where(too_wide, log_sigma, high)
-        low = torch.where(too_wide, low, log_sigma)
-        if float((entropy - target).abs().max()) < 1e-5:
-            break
-    return ((low + high) / 2).exp().to(X.dtype)
-    ### END SOLUTION
-
-
-# %% kind="tests" grade_id="test_find_sigmas" points=2
-sigmas = find_sigmas(X[:50], perplexity=10.0)
-assert tuple(sigmas.shape) == (50,), f"find_sigmas should return one sigma per point, shape (50,), got {tuple(sigmas.shape)}"
-assert (sigmas > 0).all(), "sigmas should be positive"
-assert tuple(find_sigmas(X[:40]).shape) == (40,), "find_sigmas(X) should use perplexity 30 by default"
-print("Visible tests passed.")
-### BEGIN HIDDEN TESTS
-import grader.collect.tsne
-import grader.collect.common
-grader.collect.common.store("test_find_sigmas", grader.collect.tsne.collect_find_sigmas, find_sigmas)
-### END HIDDEN TESTS
-
-# %% [markdown]
-# Compare the per-point bandwidths with the fixed $\sigma = 10$, then run t-SNE with perplexity 30
-# and Adam (learning rate 0.1).
+# Compare the per-point bandwidths of part 5 with the fixed $\sigma = 10$, then run t-SNE with
+# perplexity 30 and Adam (learning rate 0.1).
 #
 # **What to expect:** a reference run reaches KL about 1.2 (under the perplexity-30 $P$),
 # $T(5) \approx 0.95$ and a 1-NN accuracy of about 0.86: the digits now form separate clusters.
@@ -567,7 +570,7 @@ if not skip_training:
     plt.show()
 
 # %% [markdown]
-# ## 9. Compare with scikit-learn
+# ## 10. Compare with scikit-learn
 #
 # `sklearn.manifold.TSNE` (perplexity 30, PCA initialisation, Barnes-Hut approximation of the
 # gradient) adds tricks to the plain method: *early exaggeration* (all $p_{ij}$ multiplied by 12 for

@@ -5,8 +5,9 @@ transformations used in the exercises:
 
 * ``load_mnist`` returns ``(images, labels)``: float32 images of shape
   ``(N, 1, 28, 28)`` with values in ``[0, 1]`` and int64 labels of shape ``(N,)``.
-* ``variance_mnist``, ``add_gaussian_noise`` and ``downsample`` build the
-  inputs of the varianceMNIST, denoising and super-resolution exercises.
+* ``variance_mnist`` and ``downsample`` build the inputs of the varianceMNIST
+  and super-resolution exercises (the noise of the denoising exercises is
+  yours to write).
 * ``minibatches`` cuts aligned tensors into (shuffled) minibatches.
 
 Where the data lives
@@ -59,7 +60,6 @@ __all__ = [
     "read_idx_labels",
     "load_mnist",
     "variance_mnist",
-    "add_gaussian_noise",
     "downsample",
     "minibatches",
 ]
@@ -366,15 +366,6 @@ def variance_mnist(images: Tensor, generator: torch.Generator | None = None) -> 
     _require_float(images, "variance_mnist")
     eps = torch.randn(images.shape, generator=generator, dtype=images.dtype, device=images.device)
     return images * eps
-
-
-def add_gaussian_noise(x: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
-    """Return a new tensor x + N(0, std^2) noise (fresh noise, no clipping; x is left unchanged)."""
-    _require_float(x, "add_gaussian_noise")
-    if std < 0:
-        raise ValueError(f"std must be non-negative, got {std}.")
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return x + std * noise
 
 
 def downsample(x: Tensor) -> Tensor:

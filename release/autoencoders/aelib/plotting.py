@@ -1,4 +1,4 @@
-"""Plots used across the notebooks: image grids and code scatter plots."""
+"""Plots used across the notebooks: image grids (plain and signed) and code scatter plots."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -18,6 +18,11 @@ def show_images(images: torch.Tensor, ncol: int = 10, title: str | None = None, 
     if title:
         fig.suptitle(title)
     plt.show()
+
+
+def show_signed_images(images: torch.Tensor, ncol: int = 10, title: str | None = None, limit: float = 1.5) -> None:
+    """Show images with negative pixels (varianceMNIST, model samples) in one diverging map: red below 0, blue above."""
+    show_images(images, ncol=ncol, title=title, cmap="RdBu", vmin=-limit, vmax=limit)
 
 
 def scatter_codes(codes: torch.Tensor, labels: torch.Tensor, title: str | None = None) -> None:

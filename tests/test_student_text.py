@@ -1,0 +1,61 @@
+"""What a student reads agrees with the notebook's structure and with what grading does."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+
+import pytest
+
+from grader import notebooks, pipeline
+from grader.judge import MODULES
+
+NAMES = [path.stem for path in notebooks.source_files(pipeline.SOURCE)]
+
+
+def markdown(name: str) -> str:
+    """The markdown cells of a source notebook, joined."""
+    notebook = notebooks.build_notebook(pipeline.SOURCE / f"{name}.py")
+    return "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+
+
+def sections(text: str) -> list[int]:
+    """Numbers of the numbered sections (`## 3. ...`), in order."""
+    return [int(number) for number in re.findall(r"^## (\d+)\. ", text, flags=re.M)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_introduction_lists_every_numbered_part(name):
+    text = markdown(name)
+    numbers = sections(text)
+    assert numbers == list(range(1, len(numbers) + 1)), f"sections are numbered {numbers}"
+    intro = text.split("In this notebook you will", 1)[1].split("\n\n", 1)[0]
+    listed = [int(n) for n in re.findall(r"^(\d+)\. ", intro, flags=re.M)]
+    assert listed == numbers, f"the introduction lists parts {listed}, the notebook has {numbers}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_part_reference_exists(name):
+    text = markdown(name)
+    referenced = {int(n) for n in re.findall(r"\bparts? (\d+)", text)}
+    assert referenced <= set(sections(text)), f"text refers to parts {sorted(referenced)}"
+
+
+def trains_in_grading(name: str) -> bool:
+    """Whether a collector of the notebook trains the student's model (a short run from scratch)."""
+    return "train_briefly(" in inspect.getsource(importlib.import_module(f"grader.collect.{MODULES[name]}"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_grading_paragraph_says_whether_grading_trains(name):
+    paragraph = " ".join(markdown(name).split("**How grading works.**", 1)[1].split("\n\n", 1)[0].split())
+    assert "never trains:" not in paragraph and "Grading never trains." not in paragraph
+    if trains_in_grading(name):
+        assert "for a few hundred steps" in paragraph, "the hidden tests train: say so"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_images_with_negative_pixels_share_one_colour_map(name):
+    code = (pipeline.SOURCE / f"{name}.py").read_text()
+    assert not re.search(r"show_images\([^\n]*vmin=-", code), "use show_signed_images for signed images"
+    assert '"RdBu"' not in code, "signed images are drawn by aelib.plotting.show_signed_images"
