@@ -6,6 +6,10 @@ A cell's header names its nbgrader role, e.g. `# %% kind="solution" grade_id="en
   guard     a locked 0-point grade cell whose hidden part runs only under autograde (skip_training),
   locked    a read-only cell.
 Cells without a kind are ordinary cells students may edit.
+
+Cells state the grader's figures as `{{TABLE.key.threshold}}` or `{{TABLE.key.reference:.2f}}`
+(TABLE one of `grader.reference`'s tables, an optional format spec after the colon); the build writes
+the numbers in, so the text and the grader cannot disagree.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+
+from grader import reference
 
 SOURCE_GLOB = "[0-9]_*.py"
 ROLES = {
@@ -25,6 +31,18 @@ ROLES = {
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS\n?", re.S | re.M)
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION", re.S | re.M)
 SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
+FIGURE = re.compile(r"\{\{\s*([A-Z_]+)\.(\w+)\.(reference|threshold)(?::([^}\s]+))?\s*\}\}")
+
+
+def fill_figures(text: str) -> str:
+    """Markdown with every `{{TABLE.key.attribute[:spec]}}` replaced by that figure of grader.reference."""
+    def number(match: re.Match) -> str:
+        table, key, attribute, spec = match.groups()
+        figures = getattr(reference, table, None)
+        if not isinstance(figures, dict) or key not in figures:
+            raise ValueError(f"{match.group(0)} names no figure of grader/reference.py")
+        return format(getattr(figures[key], attribute), spec or "g")
+    return FIGURE.sub(number, text)
 
 
 def nbgrader_metadata(metadata: dict) -> dict | None:
@@ -51,9 +69,9 @@ def build_notebook(py_path: Path) -> nbformat.NotebookNode:
         meta = nbgrader_metadata(cell.metadata) if cell.cell_type == "code" else None
         cell_id = meta["grade_id"] if meta else f"{py_path.stem}-{index}"
         if cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(cell.source, id=cell_id)
+            new = nbformat.v4.new_markdown_cell(fill_figures(cell.source), id=cell_id)
         else:
-            new = nbformat.v4.new_code_cell(cell.source, id=cell_id)
+            new = nbformat.v4.new_code_cell(fill_figures(cell.source), id=cell_id)
         if meta:
             new.metadata["nbgrader"] = meta
         notebook.cells.append(new)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from grader import notebooks, pipeline
+from grader import notebooks, pipeline, reference
 from grader.judge import MODULES
 
 NAMES = [path.stem for path in notebooks.source_files(pipeline.SOURCE)]
@@ -59,3 +59,23 @@ def test_images_with_negative_pixels_share_one_colour_map(name):
     code = (pipeline.SOURCE / f"{name}.py").read_text()
     assert not re.search(r"show_images\([^\n]*vmin=-", code), "use show_signed_images for signed images"
     assert '"RdBu"' not in code, "signed images are drawn by aelib.plotting.show_signed_images"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_graded_threshold_is_stated_from_the_reference_figures(name):
+    figures = importlib.import_module(f"grader.judge.{MODULES[name]}").FIGURES
+    table = next(t for t in ("AE", "DAE", "VAE", "TSNE", "CONV_AAE") if getattr(reference, t) is figures)
+    source = (pipeline.SOURCE / f"{name}.py").read_text()
+    graded = [key for key in figures if not key.startswith("notebook_")]  # notebook_*: the notebook's own runs
+    missing = [key for key in graded if not re.search(r"\{\{\s*%s\.%s\.threshold" % (table, key), source)]
+    assert not missing, f"state these thresholds as {{{{{table}.<key>.threshold}}}} so the text follows the grader"
+
+
+def test_stated_figures_are_filled_in_at_build_time():
+    assert notebooks.fill_figures("below {{AE.ae10_mse.threshold}}, about {{AE.ae10_mse.reference:.3f}}") == \
+        f"below {reference.AE['ae10_mse'].threshold:g}, about {reference.AE['ae10_mse'].reference:.3f}"
+    with pytest.raises(ValueError, match="names no figure"):
+        notebooks.fill_figures("{{AE.no_such_figure.threshold}}")
+    for name in NAMES:
+        built = notebooks.build_notebook(pipeline.SOURCE / f"{name}.py")
+        assert not any("{{" in cell.source for cell in built.cells), name

@@ -219,8 +219,8 @@ print("Denoiser returns the right shape.")
 # one CPU core with the offline set of 8,000 images) and saves it to `2_dae_denoiser.pth`. Then it
 # denoises a fixed noisy version of the test images, `x_test_noisy`.
 #
-# **What good looks like:** a test MSE against the clean images below 0.015, far below the 0.040 of
-# the noisy inputs themselves (a reference solution: about 0.004).
+# **What good looks like:** a test MSE against the clean images below {{DAE.denoiser_mse.threshold}}, far below the 0.040 of
+# the noisy inputs themselves (a reference solution: about {{DAE.denoiser_mse.reference:.3f}}).
 
 # %%
 denoiser = Denoiser()
@@ -243,7 +243,7 @@ show_images(x_test[:10], title="clean")
 
 # %% kind="tests" grade_id="test_denoiser_trained" points=2
 # Hidden tests load 2_dae_denoiser.pth into Denoiser() and check its MSE on held-out images
-# corrupted with fixed noise of their own (std 0.2): it should be below 0.015.
+# corrupted with fixed noise of their own (std 0.2): it should be below {{DAE.denoiser_mse.threshold}}.
 ### BEGIN HIDDEN TESTS
 import grader.collect.dae
 import grader.collect.common
@@ -364,7 +364,8 @@ grader.collect.common.store("test_dae_gate", grader.collect.dae.collect_dae_gate
 # %% [markdown]
 # Before the real training, a health check: the hidden test below trains a fresh `DAE(10)` for 300
 # Adam steps on corrupted varianceMNIST images (noise std 0.2) and checks that its denoised test
-# images are much closer to the clean varianceMNIST images than the noisy inputs are.
+# images are much closer to the clean varianceMNIST images than the noisy inputs are: a test MSE
+# below {{DAE.brief_dae_mse.threshold}} (a reference solution: about {{DAE.brief_dae_mse.reference:.3f}}; the noisy inputs: 0.040).
 
 # %% kind="tests" grade_id="test_dae_learns" points=1
 print("This cell has hidden tests only.")
@@ -405,8 +406,8 @@ dae.to(device).eval()
 # %% [markdown]
 # ### 2.3 Denoised images and codes
 #
-# **What good looks like:** a test MSE below 0.016 against the clean varianceMNIST images (a
-# reference solution: about 0.010; the noisy inputs: 0.040; the best a plain autoencoder can do, all
+# **What good looks like:** a test MSE below {{DAE.dae_mse.threshold}} against the clean varianceMNIST images (a
+# reference solution: about {{DAE.dae_mse.reference:.3f}}; the noisy inputs: 0.040; the best a plain autoencoder can do, all
 # zeros: about 0.12; the optimal gate, computed from the *true* intensities $p$, which the model never
 # sees: about 0.0066). The gates $\operatorname{sigmoid}(f)$ should look like the digits.
 
@@ -441,7 +442,7 @@ show_images(gates, title="the gates denoised / input")
 # versions of) the training images and tested on the codes of the test images. Labels were never used
 # to train the DAE.
 #
-# **What good looks like:** an accuracy above 0.78 (a reference solution: about 0.85 with the offline
+# **What good looks like:** an accuracy above {{DAE.dae_accuracy.threshold:.2f}} (a reference solution: about {{DAE.dae_accuracy.reference:.2f}} with the offline
 # set of 8,000 training images; a published run of this task reached about 0.88 with all 60,000).
 
 # %%
@@ -452,8 +453,8 @@ print(f"logistic regression on the DAE codes: test accuracy {accuracy:.3f}")
 
 # %% kind="tests" grade_id="test_dae_trained" points=2
 # Hidden tests load 2_dae_variance.pth into DAE(10) and, on held-out varianceMNIST images with the
-# tests' own fixed noise, check the denoising MSE (below 0.016) and the accuracy of a
-# logistic-regression classifier trained on the codes (above 0.78).
+# tests' own fixed noise, check the denoising MSE (below {{DAE.dae_mse.threshold}}) and the accuracy of a
+# logistic-regression classifier trained on the codes (above {{DAE.dae_accuracy.threshold:.2f}}).
 ### BEGIN HIDDEN TESTS
 import grader.collect.dae
 import grader.collect.common
@@ -518,7 +519,8 @@ grader.collect.common.store("test_super_resolution", grader.collect.dae.collect_
 
 # %% [markdown]
 # The hidden test below trains a fresh `SuperResolution()` for 200 Adam steps and checks that its
-# test MSE is already below that of bicubic interpolation.
+# test MSE is already below that of bicubic interpolation: below {{DAE.brief_superres_mse.threshold}} (bicubic: 0.0091; a
+# reference solution: about {{DAE.brief_superres_mse.reference:.4f}}).
 
 # %% kind="tests" grade_id="test_super_resolution_learns" points=1
 print("This cell has hidden tests only.")
@@ -532,8 +534,8 @@ grader.collect.common.store("test_super_resolution_learns", grader.collect.dae.c
 # ### 3.1 Training and comparison
 #
 # Three epochs take about 10 seconds on one CPU core; the model is saved to `2_dae_superres.pth`.
-# **What good looks like:** a test MSE below 0.0065, better than bicubic interpolation (about 0.0092);
-# a reference solution reaches about 0.002.
+# **What good looks like:** a test MSE below {{DAE.superres_mse.threshold}}, better than bicubic interpolation (about 0.0092);
+# a reference solution reaches about {{DAE.superres_mse.reference:.4f}}.
 
 # %%
 super_resolution = SuperResolution()
@@ -558,7 +560,7 @@ show_images(x_test[:10], title="28x28 originals")
 
 # %% kind="tests" grade_id="test_super_resolution_trained" points=2
 # Hidden tests load 2_dae_superres.pth into SuperResolution() and check its MSE on the held-out
-# images: it should be below 0.0065, better than bicubic interpolation (0.0092).
+# images: it should be below {{DAE.superres_mse.threshold}}, better than bicubic interpolation (0.0092).
 ### BEGIN HIDDEN TESTS
 import grader.collect.dae
 import grader.collect.common

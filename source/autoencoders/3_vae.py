@@ -319,7 +319,8 @@ grader.collect.common.store("test_loss_loglik", grader.collect.vae.collect_loss_
 # %% [markdown]
 # Before training for real, a quick health check of the architecture: the hidden test below trains
 # a fresh `Encoder(10)` and `Decoder(10)` for 300 Adam steps on varianceMNIST with a correct loss and
-# checks that the ELBO on test images improves well beyond what the untrained model gets.
+# checks that the loss (the negative ELBO per image) on test images ends below
+# ${{VAE.brief_training_elbo.threshold:,.0f}}$ (a reference solution: about ${{VAE.brief_training_elbo.reference:,.0f}}$).
 
 # %% kind="tests" grade_id="test_vae_learns" points=2
 codes_mean, codes_logvar = Encoder(10)(x_test_var[:8])
@@ -406,11 +407,11 @@ decoder.to(device).eval()
 # deviations $e^{\frac12 y_\text{logvar}}$, computed from the code means `z_mean`. The standard
 # deviations are the model's reconstruction of the digit.
 #
-# **What good looks like:** a test loss around $-1,600$ (a reference solution: $-1,628$, of which
-# the KL is 24), and below $-1,400$ in any case (a model that ignores its codes and predicts the same
+# **What good looks like:** a test loss around $-1,600$ (a reference solution: ${{VAE.gaussian_test_elbo.reference:,.0f}}$, of which
+# the KL is about 24), and below ${{VAE.gaussian_test_elbo.threshold:,.0f}}$ in any case (a model that ignores its codes and predicts the same
 # variances for every image gets about $-1,150$); standard deviations that look like blurred
-# versions of the clean digits, with a per-pixel squared error to the clean intensities below 0.065
-# (a reference solution: about 0.051; the average digit gives 0.085).
+# versions of the clean digits, with a per-pixel squared error to the clean intensities below {{VAE.gaussian_std_mse.threshold}}
+# (a reference solution: about {{VAE.gaussian_std_mse.reference:.3f}}; the average digit gives 0.085).
 
 # %%
 @torch.no_grad()
@@ -477,7 +478,7 @@ show_signed_images(prior_mean.cpu() + prior_std * torch.randn_like(prior_std), t
 # training images and measure its accuracy on the codes of the test images (`classifier_accuracy`).
 # Labels were never used to train the VAE.
 #
-# **What good looks like:** above 0.75. A reference solution reaches about 0.86 here; a published
+# **What good looks like:** above {{VAE.gaussian_accuracy.threshold:.2f}}. A reference solution reaches about {{VAE.gaussian_accuracy.reference:.2f}} here; a published
 # run of this task reached about 0.87. An encoder that is fed the raw pixels instead of their size
 # stays near 0.5 after the same training.
 
@@ -619,7 +620,7 @@ grader.collect.common.store("test_bernoulli_vae", grader.collect.vae.collect_ber
 #
 # The next cell trains a `BernoulliVAE()` for 50 epochs (about 15 seconds on the offline set) and
 # saves it to `3_vae_bernoulli.pth`. **What good looks like:** a test BCE per pixel, for images
-# decoded from their code means, below 0.23 (a reference solution: about 0.20; predicting the
+# decoded from their code means, below {{VAE.bernoulli_test_bce.threshold}} (a reference solution: about {{VAE.bernoulli_test_bce.reference:.2f}}; predicting the
 # average image gives 0.274). With the full 60,000 training images the same 50 epochs take 7.5
 # times more steps and reach a much lower BCE.
 
@@ -664,7 +665,7 @@ show_images(torch.cat([x_test[:10], reconstructions[:10]]), title="test digits (
 
 # %% kind="tests" grade_id="test_bernoulli_trained" points=2
 # Hidden tests load 3_vae_bernoulli.pth into BernoulliVAE() and check the BCE per pixel of held-out
-# images decoded from their code means (below 0.23).
+# images decoded from their code means (below {{VAE.bernoulli_test_bce.threshold}}).
 ### BEGIN HIDDEN TESTS
 import grader.collect.vae
 import grader.collect.common

@@ -359,9 +359,9 @@ grader.collect.common.store("test_find_sigmas", grader.collect.tsne.collect_find
 # **Good:** the hidden test runs your `tsne`, with your own helper functions, on 300 test images
 # chosen at random, for 300 iterations from a seed it chooses.
 # With gradient descent (learning rate 10, `sigma=2.0`) the map should reach a trustworthiness
-# $T(5)$ above 0.78 and a leave-one-out 1-NN accuracy above 0.55 (a reference solution: about 0.87
-# and 0.72); with Adam (learning rate 0.1, `perplexity=30`) above 0.87 and 0.70 (reference: about
-# 0.95 and 0.83). It also checks that the loss goes down, that the same seed gives the same map, and
+# $T(5)$ above {{TSNE.check_sgd_trustworthiness.threshold:.2f}} and a leave-one-out 1-NN accuracy above {{TSNE.check_sgd_1nn.threshold:.2f}} (a reference solution: about {{TSNE.check_sgd_trustworthiness.reference:.2f}}
+# and {{TSNE.check_sgd_1nn.reference:.2f}}); with Adam (learning rate 0.1, `perplexity=30`) above {{TSNE.check_adam_trustworthiness.threshold:.2f}} and {{TSNE.check_adam_1nn.threshold:.2f}} (reference: about
+# {{TSNE.check_adam_trustworthiness.reference:.2f}} and {{TSNE.check_adam_1nn.reference:.2f}}). It also checks that the loss goes down, that the same seed gives the same map, and
 # that `seed`, `sigma` and `perplexity` change the result. (Trustworthiness and 1-NN accuracy are
 # explained before part 7.)
 
@@ -492,7 +492,7 @@ def draw_snapshots(snapshots, title):
 # for every point, for 1,000 iterations, and look at snapshots of the map and at the loss curve.
 #
 # **What to expect.** This run is far from converged after 1,000 iterations, and that is expected:
-# a reference run ends with a KL of about 0.005, $T(5) \approx 0.58$ and a 1-NN accuracy of about 0.16,
+# a reference run ends with a KL of about 0.005, $T(5) \approx {{TSNE.notebook_sgd_trustworthiness.reference:.2f}}$ and a 1-NN accuracy of about {{TSNE.notebook_sgd_1nn.reference:.2f}},
 # only a little better than a random map. Two things hold it back. First, $\sigma = 10$ is much wider
 # than the distances between neighbouring digits (part 5 finds bandwidths around 1.8), so $P$ is
 # almost uniform and says little about who is whose neighbour; that is also why its KL is so small.
@@ -520,7 +520,7 @@ if not skip_training:
 # running estimate of its gradient's size, so points move at a useful speed from the first
 # iterations. Compare the two loss curves and maps.
 #
-# **What to expect:** a reference run reaches KL 0.003, $T(5) \approx 0.76$ and 1-NN about 0.36: a
+# **What to expect:** a reference run reaches KL 0.003, $T(5) \approx {{TSNE.notebook_adam_trustworthiness.reference:.2f}}$ and 1-NN about {{TSNE.notebook_adam_1nn.reference:.2f}}: a
 # lower loss than gradient descent and a visibly more structured map, though the nearly uniform $P$
 # of $\sigma = 10$ still limits it.
 
@@ -544,8 +544,8 @@ if not skip_training:
 # perplexity 30 and Adam (learning rate 0.1).
 #
 # **What to expect:** a reference run reaches KL about 1.2 (under the perplexity-30 $P$),
-# $T(5) \approx 0.95$ and a 1-NN accuracy of about 0.86: the digits now form separate clusters.
-# **Good:** $T(5)$ above 0.9 and 1-NN accuracy above 0.8.
+# $T(5) \approx {{TSNE.notebook_perplexity_trustworthiness.reference:.2f}}$ and a 1-NN accuracy of about {{TSNE.notebook_perplexity_1nn.reference:.2f}}: the digits now form separate clusters.
+# **Good:** $T(5)$ above {{TSNE.notebook_perplexity_trustworthiness.threshold:g}} and 1-NN accuracy above {{TSNE.notebook_perplexity_1nn.threshold:g}}.
 
 # %%
 sigmas = find_sigmas(X, 30.0)
@@ -578,8 +578,8 @@ if not skip_training:
 # gains. Run it on the same 1,000 images and compare KL (under the same perplexity-30 $P$),
 # trustworthiness, 1-NN accuracy and time.
 #
-# **What to expect:** a reference run takes about 3.5 s and reaches KL 0.88, $T(5) \approx 0.97$ and
-# 1-NN about 0.86. Your Adam run should be close in 1-NN accuracy and trustworthiness, with a higher
+# **What to expect:** a reference run takes about 3.5 s and reaches KL 0.88, $T(5) \approx {{TSNE.notebook_sklearn_trustworthiness.reference:.2f}}$ and
+# 1-NN about {{TSNE.notebook_sklearn_1nn.reference:.2f}}. Your Adam run should be close in 1-NN accuracy and trustworthiness, with a higher
 # KL, and take longer: each of its iterations computes all $N^2$ pairs (a reference run: about 25 s
 # on one CPU thread, well under a second on a GPU). (The exact method, `method="exact"`, reaches KL 0.875 in about 11 s; `benchmarks/bench_tsne.py`
 # in the course repository times it beside a vectorised implementation like yours.)

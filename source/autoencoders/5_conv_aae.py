@@ -107,7 +107,7 @@ show_images(x_test[:10], title="MNIST test images")
 # | flatten, `Linear(32 * 7 * 7, n_components)` | `ConvTranspose2d(16, 1, 4, stride=2, padding=1)`, sigmoid: $1 \times 28 \times 28$ |
 #
 # With `n_components=10` these two have 46,203 parameters together, against 436,890 for the fully
-# connected autoencoder 784-256-64-10 of notebook 1.
+# connected autoencoder 784-256-64-10 of notebook 1's reference solution (yours may differ).
 
 # %% kind="solution" grade_id="conv_encoder_decoder"
 class ConvEncoder(nn.Module):
@@ -166,7 +166,8 @@ grader.collect.common.store("test_conv_encoder_decoder", grader.collect.conv_aae
 # %% [markdown]
 # The hidden tests of your encoder and decoder also train a fresh `ConvEncoder(10)` and
 # `ConvDecoder(10)` for 400 Adam steps (learning rate $10^{-3}$, batches of 64, the MSE loss) and
-# check that the test MSE falls well below that of the mean image (0.067).
+# check that the test MSE falls well below that of the mean image (0.067): below
+# {{CONV_AAE.brief_training_mse.threshold}} (a reference solution: about {{CONV_AAE.brief_training_mse.reference:.3f}}).
 
 # %% kind="tests" grade_id="test_conv_ae_learns" points=1
 # Hidden tests train a fresh ConvEncoder(10) and ConvDecoder(10) for 400 steps and check the test MSE.
@@ -232,9 +233,9 @@ def train_autoencoder(model, n_epochs, lr=1e-3, batch_size=64):
 # The next cell trains `nn.Sequential(ConvEncoder(10), ConvDecoder(10))` for 15 epochs (about 20
 # seconds on one CPU core) and saves it to `5_conv_aae_ae.pth`.
 #
-# **What good looks like:** a test MSE per pixel below 0.024, the figure of the fully connected
-# 10-D autoencoder of notebook 1 (trained there for 10 epochs on the same images). A reference
-# solution reaches about 0.020. PCA with 10 components gives 0.036, the mean image 0.067.
+# **What good looks like:** a test MSE per pixel below {{CONV_AAE.ae10_mse.threshold}}, what the reference solution of
+# notebook 1's fully connected 10-D autoencoder reaches (trained there for 10 epochs on the same
+# images). A reference solution reaches about {{CONV_AAE.ae10_mse.reference:.3f}}. PCA with 10 components gives 0.036, the mean image 0.067.
 
 # %%
 conv_ae = nn.Sequential(ConvEncoder(10), ConvDecoder(10))
@@ -249,14 +250,14 @@ conv_ae.to(device).eval()
 conv_mse = test_loss(conv_ae)
 n_conv_parameters = sum(p.numel() for p in conv_ae.parameters())
 print(f"convolutional autoencoder: test MSE {conv_mse:.4f} with {n_conv_parameters:,} parameters")
-print("fully connected autoencoder of notebook 1: test MSE 0.0239 with 436,890 parameters")
+print("fully connected autoencoder of notebook 1 (reference solution): test MSE {{AE.ae10_mse.reference}} with 436,890 parameters")
 with torch.no_grad():
     reconstructions = conv_ae(x_test[:10].to(device)).cpu()
 show_images(torch.cat([x_test[:10], reconstructions]), title="test digits (top) and reconstructions (bottom)")
 
 # %% kind="tests" grade_id="test_conv_ae_trained" points=2
 # Hidden tests load 5_conv_aae_ae.pth into nn.Sequential(ConvEncoder(10), ConvDecoder(10)) and check
-# the per-pixel MSE on held-out images (below 0.024).
+# the per-pixel MSE on held-out images (below {{CONV_AAE.ae10_mse.threshold}}).
 ### BEGIN HIDDEN TESTS
 import grader.collect.conv_aae
 import grader.collect.common
@@ -401,8 +402,8 @@ grader.collect.common.store("test_conv_vae", grader.collect.conv_aae.collect_con
 # epoch. The next cell trains a `ConvVAE(10)` for 15 epochs (about 15 seconds) and saves it to
 # `5_conv_aae_vae.pth`.
 #
-# **What good looks like:** a test negative ELBO below 135 nats per image (the hidden test computes
-# it with one sampled code per image). A reference solution reaches about 120; the average image
+# **What good looks like:** a test negative ELBO below {{CONV_AAE.vae_test_elbo.threshold:.0f}} nats per image (the hidden test computes
+# it with one sampled code per image). A reference solution reaches about {{CONV_AAE.vae_test_elbo.reference:.0f}}; the average image
 # alone costs about 215 nats of BCE.
 
 # %% kind="solution" grade_id="train_vae"
@@ -461,7 +462,7 @@ print(f"test negative ELBO: {vae_test_loss:.1f} nats per image")
 
 # %% kind="tests" grade_id="test_conv_vae_trained" points=2
 # Hidden tests load 5_conv_aae_vae.pth into ConvVAE(10) and check the negative ELBO of held-out images
-# (below 135 nats per image).
+# (below {{CONV_AAE.vae_test_elbo.threshold:.0f}} nats per image).
 ### BEGIN HIDDEN TESTS
 import grader.collect.conv_aae
 import grader.collect.common
@@ -514,7 +515,8 @@ show_images(generated, title="convolutional VAE: decoded codes from N(0, I)")
 # **logits** `(B, 1)`: real numbers, no sigmoid at the end (the losses below apply it in a stable
 # way). An MLP `n_components`-128-128-1 with ReLU works well. The hidden test trains your
 # discriminator for 300 steps to tell $\mathcal N(0, I)$ from a shifted and shrunk Gaussian, and
-# checks that the sign of its logits separates the two.
+# checks that the sign of its logits separates the two: an accuracy above {{CONV_AAE.discriminator_accuracy.threshold:.2f}} on new points (a
+# reference solution: about {{CONV_AAE.discriminator_accuracy.reference:.2f}}).
 
 # %% kind="solution" grade_id="discriminator"
 class Discriminator(nn.Module):
@@ -637,11 +639,11 @@ grader.collect.common.store("test_generator_loss", grader.collect.conv_aae.colle
 # around $2 \log 2 \approx 1.4$ and a generator loss around $\log 2 \approx 0.7$. The next cell
 # trains for 15 epochs (about 25 seconds) and saves the autoencoder to `5_conv_aae_aae.pth`.
 #
-# **What good looks like:** the codes of the test digits have means within 1 of 0 and variances
-# between 0.4 and 2.5 in every dimension, and a kernel two-sample statistic (MMD, below) against
-# prior samples below 0.2 (a reference solution: about 0.05, and 0.05 to 0.09 with other seeds; codes
+# **What good looks like:** the codes of the test digits have means within {{CONV_AAE.aae_abs_mean.threshold:g}} of 0 and variances
+# between {{CONV_AAE.aae_min_variance.threshold}} and {{CONV_AAE.aae_max_variance.threshold}} in every dimension, and a kernel two-sample statistic (MMD, below) against
+# prior samples below {{CONV_AAE.aae_mmd.threshold}} (a reference solution: about {{CONV_AAE.aae_mmd.reference:.2f}}, and 0.05 to 0.09 with other seeds; codes
 # with a standard deviation of 0.5 or 2 instead of 1 score about 0.3, a plain autoencoder's codes
-# above 2). The test MSE stays below 0.035 (reference: about 0.026). GAN training is noisy: if your
+# above 2). The test MSE stays below {{CONV_AAE.aae_mse.threshold}} (reference: about {{CONV_AAE.aae_mse.reference:.3f}}). GAN training is noisy: if your
 # codes miss these marks, train again with another seed or a few more epochs.
 
 # %% kind="solution" grade_id="train_aae"
