@@ -1,6 +1,7 @@
 """What a student reads agrees with the notebook's structure and with what grading does."""
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import re
@@ -79,3 +80,29 @@ def test_stated_figures_are_filled_in_at_build_time():
     for name in NAMES:
         built = notebooks.build_notebook(pipeline.SOURCE / f"{name}.py")
         assert not any("{{" in cell.source for cell in built.cells), name
+
+
+def student_definitions(name: str) -> list[ast.FunctionDef | ast.ClassDef]:
+    """Functions, classes and methods the student writes (those of solution cells)."""
+    found = []
+    for cell in notebooks.build_notebook(pipeline.SOURCE / f"{name}.py").cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+            for node in ast.parse(notebooks.solution_code(cell.source)).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    found.append(node)
+                    if isinstance(node, ast.ClassDef):
+                        found += [item for item in node.body if isinstance(item, ast.FunctionDef)
+                                  and item.name != "__init__"]
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_student_code_documents_its_arguments_and_results(name):
+    for node in student_definitions(name):
+        doc = ast.get_docstring(node) or ""
+        if isinstance(node, ast.ClassDef):
+            assert "Args:" in doc or "takes no arguments" in doc, f"{node.name}: say what the constructor takes"
+        else:
+            assert "Returns:" in doc, f"{node.name}: describe what it returns, with shapes"
+            has_arguments = len(node.args.args) > (node.args.args[0].arg == "self" if node.args.args else 0)
+            assert "Args:" in doc or not has_arguments, f"{node.name}: describe its arguments, with shapes"

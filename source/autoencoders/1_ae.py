@@ -88,7 +88,17 @@ show_images(x_train[:10], title="The first ten training images")
 
 # %% kind="solution" grade_id="sample_train"
 def sample_train(N, return_labels=False):
-    """Draw N random training images, and their labels when return_labels is True."""
+    """Draw N random training images, and their labels when return_labels is True.
+
+    Args:
+        N: how many images to draw, an int. Each call makes a new random choice.
+        return_labels: when True, the labels of the drawn images are returned as well.
+
+    Returns:
+        A float tensor (N, 1, 28, 28) of images taken from x_train, pixel values in [0, 1]. With
+        return_labels=True, the pair (images, labels) instead, where labels is an int64 tensor (N,)
+        holding the digit class of each returned image, in the same order.
+    """
     ### BEGIN SOLUTION
     index = torch.randperm(len(x_train))[:N]
     if return_labels:
@@ -122,6 +132,12 @@ grader.collect.common.store("test_sample_train", grader.collect.ae.collect_sampl
 
 # %% kind="solution" grade_id="encoder_decoder"
 class Encoder(nn.Module):
+    """Fully connected network that turns MNIST images into short real-valued codes.
+
+    Args:
+        n_components: length of the code produced for every image, an int.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -134,13 +150,26 @@ class Encoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """Codes (B, n_components) of images x (B, 1, 28, 28)."""
+        """Compute the codes of a batch of images.
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images with pixel values in [0, 1].
+
+        Returns:
+            A float tensor (B, n_components): one unbounded real-valued code per image.
+        """
         ### BEGIN SOLUTION
         return self.layers(x)
         ### END SOLUTION
 
 
 class Decoder(nn.Module):
+    """Fully connected network that turns codes back into MNIST-sized images.
+
+    Args:
+        n_components: length of the codes it accepts, an int (the same as the matching Encoder).
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -153,7 +182,14 @@ class Decoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, z):
-        """Images (B, 1, 28, 28) with values in [0, 1] decoded from codes z (B, n_components)."""
+        """Decode a batch of codes into images.
+
+        Args:
+            z: float tensor (B, n_components) of codes.
+
+        Returns:
+            A float tensor (B, 1, 28, 28) of images whose pixel values lie in [0, 1] (sigmoid outputs).
+        """
         ### BEGIN SOLUTION
         return self.layers(z)
         ### END SOLUTION
@@ -183,6 +219,16 @@ grader.collect.common.store("test_encoder_decoder", grader.collect.ae.collect_en
 
 # %% kind="solution" grade_id="autoencoder"
 class Autoencoder(nn.Module):
+    """An Encoder followed by a Decoder: images are squeezed into codes and rebuilt from them.
+
+    Args:
+        n_components: size of the bottleneck code, an int, shared by the encoder and the decoder.
+
+    Attributes:
+        encoder: the Encoder(n_components) submodule.
+        decoder: the Decoder(n_components) submodule.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -191,7 +237,15 @@ class Autoencoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """The codes (B, n_components) of x and its reconstructions (B, 1, 28, 28)."""
+        """Encode a batch of images and reconstruct it from the codes.
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images with pixel values in [0, 1].
+
+        Returns:
+            A tuple (codes, reconstructions): codes is a float tensor (B, n_components), and
+            reconstructions a float tensor (B, 1, 28, 28) with values in [0, 1].
+        """
         ### BEGIN SOLUTION
         codes = self.encoder(x)
         return codes, self.decoder(codes)
@@ -216,7 +270,16 @@ grader.collect.common.store("test_autoencoder", grader.collect.ae.collect_autoen
 
 # %% kind="solution" grade_id="plot"
 def plot(model, samples):
-    """Show samples (top row) and their reconstructions by model (bottom row)."""
+    """Show samples (top row) and their reconstructions by model (bottom row).
+
+    Args:
+        model: an autoencoder whose forward returns (codes, reconstructions), such as Autoencoder or
+            CompressionAutoencoder; it may live on any device.
+        samples: float tensor (B, 1, 28, 28) of images in [0, 1], with B >= 1, on any device.
+
+    Returns:
+        None. The figure, two rows of B images, is drawn as a side effect.
+    """
     ### BEGIN SOLUTION
     model.eval()
     with torch.no_grad():
@@ -245,7 +308,21 @@ def plot(model, samples):
 
 # %% kind="solution" grade_id="train_function"
 def train(model, n_epochs, lr, batch_size, penalty=None):
-    """Train an autoencoder on x_train with the MSE loss (plus penalty(codes) if given)."""
+    """Train an autoencoder on x_train with the MSE loss (plus penalty(codes) if given).
+
+    Args:
+        model: an autoencoder whose forward maps images (B, 1, 28, 28) to (codes, reconstructions);
+            it is moved to `device` and its parameters are updated in place.
+        n_epochs: number of passes over x_train, an int.
+        lr: learning rate of the Adam optimiser, a float.
+        batch_size: number of images in each mini-batch, an int.
+        penalty: None, or a function taking the codes (batch_size, n_components) of a mini-batch and
+            returning a scalar tensor that is added to the reconstruction loss.
+
+    Returns:
+        A list of n_epochs floats: for each epoch, the training loss (MSE plus penalty, if any)
+        averaged over the images of that epoch.
+    """
     ### BEGIN SOLUTION
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -269,7 +346,16 @@ def train(model, n_epochs, lr, batch_size, penalty=None):
 
 
 def test_mse(model):
-    """Per-pixel MSE of model's reconstructions of the test images."""
+    """Per-pixel MSE of model's reconstructions of the test images.
+
+    Args:
+        model: an autoencoder on `device` whose forward returns (codes, reconstructions); it is put in
+            evaluation mode.
+
+    Returns:
+        A Python float: the squared error between x_test and its reconstructions, averaged over all
+        pixels of all test images.
+    """
     model.eval()
     with torch.no_grad():
         _, reconstructions = model(x_test.to(device))
@@ -351,6 +437,11 @@ grader.collect.common.store("test_classifier", grader.collect.ae.collect_trained
 
 # %% kind="solution" grade_id="compression"
 class CompressionAutoencoder(nn.Module):
+    """The classic 784-128-32-128-784 autoencoder with a sigmoid after every linear layer.
+
+    The constructor takes no arguments: the code always has 32 units.
+    """
+
     def __init__(self):
         super().__init__()
         ### BEGIN SOLUTION
@@ -361,7 +452,15 @@ class CompressionAutoencoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """The 32-D codes of x and its reconstructions."""
+        """The 32-D codes of x and its reconstructions.
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images with pixel values in [0, 1].
+
+        Returns:
+            A tuple (codes, reconstructions): codes is a float tensor (B, 32) of sigmoid activations
+            in (0, 1), and reconstructions a float tensor (B, 1, 28, 28) with values in (0, 1).
+        """
         ### BEGIN SOLUTION
         codes = self.encoder(x)
         return codes, self.decoder(codes)
@@ -481,7 +580,17 @@ print(code_size_mse)
 
 # %% kind="solution" grade_id="sparsity_penalty"
 def sparsity_penalty(activations, rho=0.01):
-    """KL sparsity penalty summed over units, rho_hat_j being unit j's mean activation over the batch."""
+    """KL sparsity penalty summed over units, rho_hat_j being unit j's mean activation over the batch.
+
+    Args:
+        activations: float tensor (B, units) of code activations strictly inside (0, 1), for example
+            the outputs of a sigmoid layer.
+        rho: the desired mean activation of each unit, a float in (0, 1).
+
+    Returns:
+        A differentiable scalar tensor: the Bernoulli KL divergence between rho and rho_hat_j, added up
+        over the units j. It is 0 when every unit's batch mean equals rho and positive otherwise.
+    """
     ### BEGIN SOLUTION
     rho_hat = activations.mean(dim=0)
     return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()

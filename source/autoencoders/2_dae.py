@@ -105,7 +105,16 @@ def predict(model, inputs, batch_size=1000):
 
 # %% kind="solution" grade_id="add_noise"
 def add_noise(x, std=0.2):
-    """x plus independent Gaussian noise of standard deviation std (a new tensor, no clipping)."""
+    """x plus independent Gaussian noise of standard deviation std (a new tensor, no clipping).
+
+    Args:
+        x: float tensor of any shape, typically a batch of images (B, 1, 28, 28); it is not modified.
+        std: standard deviation of the noise (its square is the variance), a float.
+
+    Returns:
+        A new tensor with the shape, dtype and device of x: x plus noise drawn independently for every
+        element from N(0, std ** 2), fresh on each call. Values are not clipped and may leave [0, 1].
+    """
     ### BEGIN SOLUTION
     return x + std * torch.randn_like(x)
     ### END SOLUTION
@@ -146,17 +155,36 @@ grader.collect.common.store("test_add_noise", grader.collect.dae.collect_add_noi
 # 4. take one Adam step (learning rate `lr`).
 #
 # Move the model and the data to `device`, put the model back in `eval()` mode at the end, and return
-# the list of mean training losses per epoch.
+# the list of mean training losses per epoch. Show a progress bar over the epochs
+# (`bar = progress(range(n_epochs))`) whose postfix gives, after every epoch, the mean training loss
+# and a test loss: the same loss on `make_batch(x_test[:1000])`, computed without gradients, in
+# `eval()` mode, and inside `with torch.random.fork_rng():` so that drawing its noise does not change
+# the noise of the training batches (`bar.set_postfix(train=..., test=...)`).
 
 # %% kind="solution" grade_id="train"
 def train(model, make_batch, n_epochs, lr=1e-3, batch_size=64):
-    """Train model to map make_batch(clean)[0] to make_batch(clean)[1] with the MSE; return the epoch losses."""
+    """Train model to turn make_batch(clean)[0] into make_batch(clean)[1] by minimising the MSE.
+
+    Args:
+        model: a module whose output is an image batch or a tuple ending with one (see output_images);
+            it is moved to `device`, trained in place and left in evaluation mode.
+        make_batch: a function taking a clean batch (b, 1, 28, 28) of x_train on `device` (b is at most
+            batch_size) and returning the pair (inputs, targets) of tensors; targets must have the
+            shape of the model's output images.
+        n_epochs: number of passes over x_train, an int.
+        lr: learning rate of the Adam optimiser, a float.
+        batch_size: number of clean images per mini-batch, an int.
+
+    Returns:
+        A list of n_epochs floats: the mean training MSE of each epoch.
+    """
     ### BEGIN SOLUTION
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     images = x_train.to(device)
     history = []
-    for epoch in progress(range(n_epochs), desc="epochs"):
+    bar = progress(range(n_epochs), desc="epochs")
+    for epoch in bar:
         total, count = 0.0, 0
         for batch in minibatches(images, batch_size=batch_size):
             inputs, targets = make_batch(batch)
@@ -166,6 +194,12 @@ def train(model, make_batch, n_epochs, lr=1e-3, batch_size=64):
             optimizer.step()
             total, count = total + loss.item() * len(batch), count + len(batch)
         history.append(total / count)
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng():  # the test noise leaves the training noise as it was
+            inputs, targets = make_batch(x_test[:1000].to(device))
+            test = F.mse_loss(output_images(model(inputs)), targets).item()
+        model.train()
+        bar.set_postfix(train=f"{history[-1]:.4f}", test=f"{test:.4f}")
     model.eval()
     return history
     ### END SOLUTION
@@ -187,6 +221,11 @@ def train(model, make_batch, n_epochs, lr=1e-3, batch_size=64):
 
 # %% kind="solution" grade_id="denoiser"
 class Denoiser(nn.Module):
+    """Small convolutional autoencoder that removes additive noise from MNIST digits.
+
+    The constructor takes no arguments.
+    """
+
     def __init__(self):
         super().__init__()
         ### BEGIN SOLUTION
@@ -201,7 +240,14 @@ class Denoiser(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """Denoised images (B, 1, 28, 28) for noisy images x (B, 1, 28, 28)."""
+        """Denoised images (B, 1, 28, 28) for noisy images x (B, 1, 28, 28).
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of noisy images; values may lie outside [0, 1].
+
+        Returns:
+            A float tensor (B, 1, 28, 28) of cleaned images with pixel values in [0, 1].
+        """
         ### BEGIN SOLUTION
         return self.decoder(self.encoder(x))
         ### END SOLUTION
@@ -313,6 +359,12 @@ show_signed_images(variance_mnist(x_test[:10]), title="another draw of the same 
 
 # %% kind="solution" grade_id="dae"
 class DAE(nn.Module):
+    """Denoising autoencoder for varianceMNIST whose output is its input times a learned gate.
+
+    Args:
+        n_components: size of the bottleneck code z, an int.
+    """
+
     def __init__(self, n_components=10):
         super().__init__()
         ### BEGIN SOLUTION
@@ -331,7 +383,16 @@ class DAE(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """(z, denoised_x): codes (B, n_components) and the gated denoised images x * sigmoid(f), (B, 1, 28, 28)."""
+        """Encode the pixel sizes of x and denoise x by multiplying it with a per-pixel gate.
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of noisy varianceMNIST images, real values of either sign.
+
+        Returns:
+            A tuple (z, denoised_x): z is a float tensor (B, n_components) of codes computed from the
+            magnitudes of the pixels, and denoised_x a float tensor (B, 1, 28, 28) equal to x times a
+            gate in (0, 1) decoded from z (so it is exactly 0 wherever x is 0).
+        """
         ### BEGIN SOLUTION
         z = self.encoder(x.abs())
         return z, x * torch.sigmoid(self.decoder(z))
@@ -488,6 +549,11 @@ scatter_codes(torch.as_tensor(tsne_map), y_test[:1000], title="t-SNE of the DAE 
 
 # %% kind="solution" grade_id="super_resolution"
 class SuperResolution(nn.Module):
+    """Network that doubles the resolution of digits: bicubic upsampling plus a learned correction.
+
+    The constructor takes no arguments.
+    """
+
     def __init__(self):
         super().__init__()
         ### BEGIN SOLUTION
@@ -500,7 +566,15 @@ class SuperResolution(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """Images (B, 1, 28, 28) for low-resolution images x (B, 1, 14, 14)."""
+        """Images (B, 1, 28, 28) for low-resolution images x (B, 1, 14, 14).
+
+        Args:
+            x: float tensor (B, 1, 14, 14) of low-resolution digits in [0, 1], e.g. from downsample.
+
+        Returns:
+            A float tensor (B, 1, 28, 28): the estimated full-resolution images. Nothing forces the
+            values into [0, 1], so a few may fall slightly outside it.
+        """
         ### BEGIN SOLUTION
         upsampled = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
         return upsampled + self.correction(x)

@@ -29,7 +29,8 @@
 #
 # In this notebook you will
 # 1. build a VAE whose decoder predicts a mean **and a variance** for every pixel, and train it on
-#    varianceMNIST, a version of MNIST in which the digit is hidden in the pixel variances;
+#    varianceMNIST, a version of MNIST in which the digit is hidden in the pixel variances, then
+#    judge its codes with a classifier and a t-SNE map;
 # 2. build the classic small VAE with a Bernoulli decoder (784-128-64-10 and back) on MNIST, and
 #    use it to reconstruct, generate and interpolate digits;
 # 3. compare the 2-D code space of a VAE with that of a plain autoencoder.
@@ -128,6 +129,12 @@ show_signed_images(x_test_var[:10], title="the same digits in varianceMNIST")
 
 # %% kind="solution" grade_id="encoder"
 class Encoder(nn.Module):
+    """Gaussian encoder of the VAE: gives the parameters of q(z | x) and draws codes from it.
+
+    Args:
+        n_components: dimension of the code z, an int.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -141,14 +148,31 @@ class Encoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """Means and log-variances, each (B, n_components), of q(z | x) for images x (B, 1, 28, 28)."""
+        """Means and log-variances, each (B, n_components), of q(z | x) for images x (B, 1, 28, 28).
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images, e.g. varianceMNIST images with values of either sign.
+
+        Returns:
+            A tuple (z_mean, z_logvar) of float tensors (B, n_components): the means of q(z | x) and the
+            logarithms of its variances (any real number; the variance is exp(z_logvar)).
+        """
         ### BEGIN SOLUTION
         hidden = self.body(x.abs())
         return self.mean_head(hidden), self.logvar_head(hidden)
         ### END SOLUTION
 
     def sample(self, z_mean, z_logvar):
-        """One re-parameterised sample z = z_mean + exp(z_logvar / 2) * eps, eps ~ N(0, I), per row."""
+        """One re-parameterised sample z = z_mean + exp(z_logvar / 2) * eps, eps ~ N(0, I), per row.
+
+        Args:
+            z_mean: float tensor (B, n_components) of means of q(z | x).
+            z_logvar: float tensor (B, n_components) of log-variances of q(z | x).
+
+        Returns:
+            A float tensor (B, n_components): one code per row drawn from N(z_mean, diag exp(z_logvar)),
+            with new noise on every call. Gradients flow back to both z_mean and z_logvar.
+        """
         ### BEGIN SOLUTION
         eps = torch.randn_like(z_mean)
         return z_mean + torch.exp(0.5 * z_logvar) * eps
@@ -199,7 +223,17 @@ grader.collect.common.store("test_sample", grader.collect.vae.collect_sample, En
 
 # %% kind="solution" grade_id="loss_kl"
 def loss_kl(z_mean, z_logvar):
-    """KL(q(z|x) || N(0, I)) summed over code dimensions and averaged over the batch."""
+    """KL(q(z|x) || N(0, I)) summed over code dimensions and averaged over the batch.
+
+    Args:
+        z_mean: float tensor (B, J) of means of the Gaussian q(z | x).
+        z_logvar: float tensor (B, J) of log-variances of q(z | x).
+
+    Returns:
+        A differentiable scalar tensor: the closed-form KL divergence from q(z | x) to the standard
+        normal prior, added up over the J dimensions and averaged over the B images. It is 0 only
+        when every mean and every log-variance is 0.
+    """
     ### BEGIN SOLUTION
     per_image = 0.5 * (torch.exp(z_logvar) + z_mean ** 2 - 1 - z_logvar).sum(dim=1)
     return per_image.mean()
@@ -242,6 +276,12 @@ grader.collect.common.store("test_loss_kl", grader.collect.vae.collect_loss_kl, 
 
 # %% kind="solution" grade_id="decoder"
 class Decoder(nn.Module):
+    """Gaussian decoder of the VAE: gives a mean and a log-variance for every pixel of p(x | z).
+
+    Args:
+        n_components: dimension of the codes it accepts, an int.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -254,7 +294,16 @@ class Decoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, z):
-        """Per-pixel means and log-variances, each (B, 1, 28, 28), of p(x | z) for codes z (B, n_components)."""
+        """Per-pixel means and log-variances of p(x | z) for a batch of codes.
+
+        Args:
+            z: float tensor (B, n_components) of codes.
+
+        Returns:
+            A tuple (y_mean, y_logvar) of float tensors (B, 1, 28, 28): the mean of each pixel (any real
+            number) and the logarithm of its variance, kept above a floor (-6 with the suggested
+            softplus) so that the variances cannot collapse to 0.
+        """
         ### BEGIN SOLUTION
         hidden = self.body(z)
         y_mean = self.mean_head(hidden).view(-1, 1, 28, 28)
@@ -297,7 +346,18 @@ grader.collect.common.store("test_decoder", grader.collect.vae.collect_decoder, 
 
 # %% kind="solution" grade_id="loss_loglik"
 def loss_loglik(y_mean, y_logvar, x):
-    """Gaussian negative log-likelihood of x, summed over pixels and averaged over the batch."""
+    """Gaussian negative log-likelihood of x, summed over pixels and averaged over the batch.
+
+    Args:
+        y_mean: float tensor (B, 1, 28, 28) of predicted pixel means.
+        y_logvar: float tensor (B, 1, 28, 28) of predicted pixel log-variances.
+        x: float tensor (B, 1, 28, 28) of the observed images.
+
+    Returns:
+        A differentiable scalar tensor: -log N(x; y_mean, exp(y_logvar)) added up over the 784 pixels of
+        an image and averaged over the B images. The constant 784 * log(2 * pi) / 2 may be included or
+        left out.
+    """
     ### BEGIN SOLUTION
     per_pixel = 0.5 * (y_logvar + (x - y_mean) ** 2 / torch.exp(y_logvar))
     return per_pixel.flatten(start_dim=1).sum(dim=1).mean()
@@ -345,6 +405,10 @@ grader.collect.common.store("test_vae_learns", grader.collect.vae.collect_vae_le
 # 4. take one Adam step (learning rate `lr`) on the parameters of both networks.
 #
 # Move the models and the data to `device`, and return the list of mean training losses per epoch.
+# Show a progress bar over the epochs (`bar = progress(range(n_epochs))`) whose postfix gives, after
+# every epoch, the mean training loss and the same loss on `x_test_var[:1000]`, computed without
+# gradients, in `eval()` mode, and inside `with torch.random.fork_rng():` so that sampling the test
+# codes does not change the random draws of training (`bar.set_postfix(train=..., test=...)`).
 #
 # The cell after it trains a 10-dimensional VAE for 25 epochs and saves `3_vae_encoder.pth` and
 # `3_vae_decoder.pth`. With the offline set of 8,000 training images that takes about half a minute on two
@@ -353,14 +417,26 @@ grader.collect.common.store("test_vae_learns", grader.collect.vae.collect_vae_le
 
 # %% kind="solution" grade_id="train_vae"
 def train_vae(encoder, decoder, n_epochs, lr=1e-3, batch_size=64):
-    """Train encoder and decoder on varianceMNIST by minimising loss_kl + loss_loglik; return the epoch losses."""
+    """Train encoder and decoder on varianceMNIST by minimising loss_kl + loss_loglik.
+
+    Args:
+        encoder: an Encoder; it is moved to `device` and trained in place.
+        decoder: a Decoder with the same n_components; it is moved to `device` and trained in place.
+        n_epochs: number of passes over x_train, an int (every pass draws new varianceMNIST noise).
+        lr: learning rate of the single Adam optimiser over both networks, a float.
+        batch_size: number of images per mini-batch, an int.
+
+    Returns:
+        A list of n_epochs floats: the training loss (negative ELBO per image) averaged over each epoch.
+    """
     ### BEGIN SOLUTION
     encoder.to(device).train()
     decoder.to(device).train()
     optimizer = torch.optim.Adam(list(encoder.parameters()) + list(decoder.parameters()), lr=lr)
     images = x_train.to(device)
     history = []
-    for epoch in progress(range(n_epochs), desc="epochs"):
+    bar = progress(range(n_epochs), desc="epochs")
+    for epoch in bar:
         total, count = 0.0, 0
         for batch in minibatches(images, batch_size=batch_size):
             noisy = variance_mnist(batch)
@@ -372,6 +448,16 @@ def train_vae(encoder, decoder, n_epochs, lr=1e-3, batch_size=64):
             optimizer.step()
             total, count = total + loss.item() * len(batch), count + len(batch)
         history.append(total / count)
+        encoder.eval()
+        decoder.eval()
+        with torch.no_grad(), torch.random.fork_rng():  # sampling test codes leaves the training draws as they were
+            test_images = x_test_var[:1000].to(device)
+            z_mean, z_logvar = encoder(test_images)
+            y_mean, y_logvar = decoder(encoder.sample(z_mean, z_logvar))
+            test = (loss_kl(z_mean, z_logvar) + loss_loglik(y_mean, y_logvar, test_images)).item()
+        encoder.train()
+        decoder.train()
+        bar.set_postfix(train=f"{history[-1]:.0f}", test=f"{test:.0f}")
     encoder.eval()
     decoder.eval()
     return history
@@ -506,6 +592,17 @@ assert accuracy > 0.3, "The codes hardly tell the digits apart: check your encod
 print("Visible tests passed.")
 
 # %% [markdown]
+# A t-SNE map of the code means of 1,000 varianceMNIST test images (a few seconds), coloured by their
+# digit, as for the autoencoders of notebooks 1 and 2: the VAE never saw a label, yet digits of the
+# same class should gather.
+
+# %%
+from sklearn.manifold import TSNE
+
+vae_tsne_map = TSNE(n_components=2, init="pca", random_state=0).fit_transform(code_means(x_test_var[:1000]).numpy())
+scatter_codes(torch.as_tensor(vae_tsne_map), y_test[:1000], title="t-SNE of the VAE code means (varianceMNIST)")
+
+# %% [markdown]
 # ## 2. A VAE with a Bernoulli decoder
 #
 # A common small VAE for MNIST treats every pixel intensity as the probability of a black-or-white
@@ -529,7 +626,16 @@ print("Visible tests passed.")
 
 # %% kind="solution" grade_id="loss_bce"
 def loss_bce(x_rec, x):
-    """Mean pixel-wise binary cross-entropy between probabilities x_rec and targets x."""
+    """Mean pixel-wise binary cross-entropy between probabilities x_rec and targets x.
+
+    Args:
+        x_rec: float tensor (B, 1, 28, 28) of predicted probabilities in (0, 1), not logits.
+        x: float tensor (B, 1, 28, 28) of target intensities in [0, 1].
+
+    Returns:
+        A differentiable scalar tensor: the binary cross-entropy averaged over every pixel of every
+        image (not summed).
+    """
     ### BEGIN SOLUTION
     return F.binary_cross_entropy(x_rec, x)
     ### END SOLUTION
@@ -561,6 +667,12 @@ grader.collect.common.store("test_loss_bce", grader.collect.vae.collect_loss_bce
 
 # %% kind="solution" grade_id="bernoulli_vae"
 class BernoulliVAE(nn.Module):
+    """Small fully connected VAE for MNIST whose decoder gives one Bernoulli probability per pixel.
+
+    Args:
+        n_components: dimension of the code z, an int.
+    """
+
     def __init__(self, n_components=10):
         super().__init__()
         ### BEGIN SOLUTION
@@ -576,20 +688,44 @@ class BernoulliVAE(nn.Module):
         ### END SOLUTION
 
     def encode(self, x):
-        """Means and log-variances (B, n_components) of q(z | x)."""
+        """Means and log-variances (B, n_components) of q(z | x).
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images with pixel values in [0, 1].
+
+        Returns:
+            A tuple (z_mean, z_logvar) of float tensors (B, n_components): the means and the
+            log-variances of the Gaussian q(z | x).
+        """
         ### BEGIN SOLUTION
         hidden = self.encoder(x)
         return self.to_mean(hidden), self.to_logvar(hidden)
         ### END SOLUTION
 
     def decode(self, z):
-        """Pixel probabilities (B, 1, 28, 28) for codes z (B, n_components)."""
+        """Pixel probabilities (B, 1, 28, 28) for codes z (B, n_components).
+
+        Args:
+            z: float tensor (B, n_components) of codes.
+
+        Returns:
+            A float tensor (B, 1, 28, 28) of probabilities in (0, 1) (sigmoid outputs, not logits).
+        """
         ### BEGIN SOLUTION
         return self.decoder(z)
         ### END SOLUTION
 
     def forward(self, x):
-        """(x_rec, z_mean, z_logvar): the decoded probabilities of one sampled code per image, and q's parameters."""
+        """Encode x, draw one code per image with the re-parameterisation trick and decode it.
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images with pixel values in [0, 1].
+
+        Returns:
+            A tuple (x_rec, z_mean, z_logvar): x_rec is a float tensor (B, 1, 28, 28) of pixel
+            probabilities in (0, 1) decoded from the sampled codes; z_mean and z_logvar are float
+            tensors (B, n_components), the means and log-variances of q(z | x).
+        """
         ### BEGIN SOLUTION
         z_mean, z_logvar = self.encode(x)
         z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
@@ -616,7 +752,9 @@ grader.collect.common.store("test_bernoulli_vae", grader.collect.vae.collect_ber
 #
 # Write `train_bernoulli(model, n_epochs, lr=1e-4, batch_size=128, kl_weight=1e-3)`: mini-batches of
 # the clean `x_train`, the loss `loss_bce(x_rec, x) + kl_weight * loss_kl(z_mean, z_logvar)`, Adam
-# with learning rate `lr`, on `device`; return the mean training losses per epoch.
+# with learning rate `lr`, on `device`; return the mean training losses per epoch. As in `train_vae`,
+# show the mean training loss and the same loss on `x_test[:1000]` in a progress bar after every
+# epoch.
 #
 # The next cell trains a `BernoulliVAE()` for 50 epochs (about 15 seconds on the offline set) and
 # saves it to `3_vae_bernoulli.pth`. **What good looks like:** a test BCE per pixel, for images
@@ -626,13 +764,25 @@ grader.collect.common.store("test_bernoulli_vae", grader.collect.vae.collect_ber
 
 # %% kind="solution" grade_id="train_bernoulli"
 def train_bernoulli(model, n_epochs, lr=1e-4, batch_size=128, kl_weight=1e-3):
-    """Train a BernoulliVAE on x_train with loss_bce + kl_weight * loss_kl; return the epoch losses."""
+    """Train a BernoulliVAE on x_train with loss_bce + kl_weight * loss_kl; return the epoch losses.
+
+    Args:
+        model: a BernoulliVAE; it is moved to `device` and trained in place.
+        n_epochs: number of passes over the clean x_train, an int.
+        lr: learning rate of the Adam optimiser, a float.
+        batch_size: number of images per mini-batch, an int.
+        kl_weight: factor of the KL term, a float >= 0 (0 leaves an autoencoder with noisy codes).
+
+    Returns:
+        A list of n_epochs floats: the weighted training loss averaged over each epoch.
+    """
     ### BEGIN SOLUTION
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     images = x_train.to(device)
     history = []
-    for epoch in progress(range(n_epochs), desc="epochs"):
+    bar = progress(range(n_epochs), desc="epochs")
+    for epoch in bar:
         total, count = 0.0, 0
         for batch in minibatches(images, batch_size=batch_size):
             x_rec, z_mean, z_logvar = model(batch)
@@ -642,6 +792,13 @@ def train_bernoulli(model, n_epochs, lr=1e-4, batch_size=128, kl_weight=1e-3):
             optimizer.step()
             total, count = total + loss.item() * len(batch), count + len(batch)
         history.append(total / count)
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng():  # sampling test codes leaves the training draws as they were
+            test_images = x_test[:1000].to(device)
+            x_rec, z_mean, z_logvar = model(test_images)
+            test = (loss_bce(x_rec, test_images) + kl_weight * loss_kl(z_mean, z_logvar)).item()
+        model.train()
+        bar.set_postfix(train=f"{history[-1]:.4f}", test=f"{test:.4f}")
     model.eval()
     return history
     ### END SOLUTION
@@ -696,7 +853,18 @@ show_images(generated, title="decoded codes from N(0, I)")
 # %% kind="solution" grade_id="interpolate"
 @torch.no_grad()
 def interpolate(model, x_start, x_end, n_steps=10):
-    """Decode n_steps codes on the straight line between the code means of x_start and x_end."""
+    """Decode n_steps codes on the straight line between the code means of x_start and x_end.
+
+    Args:
+        model: a trained BernoulliVAE (anything with its encode and decode methods), on any device.
+        x_start: float tensor (1, 1, 28, 28), the image at the start of the path.
+        x_end: float tensor (1, 1, 28, 28), the image at the end of the path.
+        n_steps: number of evenly spaced points on the path, both ends included, an int.
+
+    Returns:
+        A float tensor (n_steps, 1, 28, 28) of pixel probabilities in (0, 1), on the CPU and without
+        gradients: the first row decodes the code mean of x_start, the last that of x_end.
+    """
     ### BEGIN SOLUTION
     model.eval()
     model_device = next(model.parameters()).device

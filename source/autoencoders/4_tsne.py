@@ -101,7 +101,15 @@ print("X:", tuple(X.shape), " labels:", tuple(labels.shape))
 
 # %% kind="solution" grade_id="pairwise_squared_distances"
 def pairwise_squared_distances(X):
-    """Squared Euclidean distances (N, N) between the rows of X (N, D)."""
+    """Squared Euclidean distances (N, N) between the rows of X (N, D).
+
+    Args:
+        X: float tensor (N, D), one point per row (data points or map points), on any device.
+
+    Returns:
+        A tensor (N, N) with the dtype and device of X whose entry (i, j) is ||x_i - x_j||^2: never
+        negative, exactly 0 on the diagonal, and differentiable with respect to X.
+    """
     ### BEGIN SOLUTION
     squared_norms = (X * X).sum(dim=1)
     distances = squared_norms[:, None] + squared_norms[None, :] - 2 * X @ X.T
@@ -147,7 +155,17 @@ grader.collect.common.store("test_pairwise_distances", grader.collect.tsne.colle
 
 # %% kind="solution" grade_id="symmetric_gauss_neighbour_probability"
 def symmetric_gauss_neighbour_probability(X, sigma):
-    """Joint probabilities P (N, N) of X (N, D) for one bandwidth or a tensor of N bandwidths."""
+    """Joint probabilities P (N, N) of X (N, D) for one bandwidth or a tensor of N bandwidths.
+
+    Args:
+        X: float tensor (N, D) of data points, one per row.
+        sigma: the Gaussian bandwidth, either one positive float shared by every point or a tensor (N,)
+            of positive per-point values, sigma[i] being used for the conditional distribution of row i.
+
+    Returns:
+        A float tensor (N, N): the symmetrised neighbour probabilities p_ij = (p_j|i + p_i|j) / (2N),
+        a symmetric matrix with a zero diagonal whose entries add up to 1.
+    """
     ### BEGIN SOLUTION
     distances = pairwise_squared_distances(X)
     sigma = torch.as_tensor(sigma, dtype=distances.dtype, device=distances.device)
@@ -193,7 +211,16 @@ grader.collect.common.store("test_gauss_p", grader.collect.tsne.collect_gauss_p,
 
 # %% kind="solution" grade_id="symmetric_student_t_neighbour_probability"
 def symmetric_student_t_neighbour_probability(Y):
-    """Joint probabilities Q (N, N) of the map points Y (N, 2) under the Student-t kernel."""
+    """Joint probabilities Q (N, N) of the map points Y (N, 2) under the Student-t kernel.
+
+    Args:
+        Y: float tensor (N, 2) of map points, possibly requiring gradients.
+
+    Returns:
+        A float tensor (N, N): q_ij proportional to 1 / (1 + ||y_i - y_j||^2), normalised over all pairs
+        i != j, so the matrix is symmetric, has a zero diagonal and adds up to 1. It is differentiable
+        with respect to Y.
+    """
     ### BEGIN SOLUTION
     kernel = 1.0 / (1.0 + pairwise_squared_distances(Y))
     diagonal = torch.eye(len(Y), dtype=torch.bool, device=Y.device)
@@ -239,7 +266,17 @@ grader.collect.common.store("test_student_t_q", grader.collect.tsne.collect_stud
 
 # %% kind="solution" grade_id="kl_divergence"
 def kl_divergence(P, Q):
-    """KL(P || Q) summed over the pairs i != j, with 0 log 0 = 0."""
+    """KL(P || Q) summed over the pairs i != j, with 0 log 0 = 0.
+
+    Args:
+        P: tensor (N, N) of target joint probabilities (zero diagonal, entries adding up to 1).
+        Q: tensor (N, N) of joint probabilities of the map (zero diagonal, entries adding up to 1),
+            possibly part of an autograd graph.
+
+    Returns:
+        A scalar tensor: the sum over i != j of p_ij * log(p_ij / q_ij). Pairs with p_ij = 0 count as 0,
+        and the gradient with respect to Q contains no NaN.
+    """
     ### BEGIN SOLUTION
     diagonal = torch.eye(len(P), dtype=torch.bool, device=P.device)
     terms = torch.xlogy(P, P) - torch.xlogy(P, Q.masked_fill(diagonal, 1.0))
@@ -295,7 +332,17 @@ grader.collect.common.store("test_kl", grader.collect.tsne.collect_kl, kl_diverg
 
 # %% kind="solution" grade_id="find_sigmas"
 def find_sigmas(X, perplexity=30.0):
-    """Per-point bandwidths (N,) giving each conditional distribution p_j|i the requested perplexity."""
+    """Per-point bandwidths (N,) giving each conditional distribution p_j|i the requested perplexity.
+
+    Args:
+        X: float tensor (N, D) of data points, one per row.
+        perplexity: the wanted perplexity of every row, roughly its effective number of neighbours, a
+            float (typically 5 to 50).
+
+    Returns:
+        A tensor (N,) of positive bandwidths sigma_i with the dtype and device of X, found by bisection
+        so that the perplexity of every row of p_j|i matches the requested value closely.
+    """
     ### BEGIN SOLUTION
     distances = pairwise_squared_distances(X).double()
     diagonal = torch.eye(len(X), dtype=torch.bool, device=X.device)
@@ -367,7 +414,23 @@ grader.collect.common.store("test_find_sigmas", grader.collect.tsne.collect_find
 
 # %% kind="solution" grade_id="tsne"
 def tsne(X, n_iter, learning_rate, optimizer="sgd", sigma=None, perplexity=None, seed=0, callback=None):
-    """Map the rows of X (N, D) to the plane by minimising KL(P || Q); returns the map (N, 2)."""
+    """Map the rows of X (N, D) to the plane by minimising KL(P || Q); returns the map (N, 2).
+
+    Args:
+        X: float tensor (N, D) of data points, on any device (all the work happens on X.device).
+        n_iter: number of optimisation steps, an int.
+        learning_rate: step size of the optimiser, a float.
+        optimizer: "sgd" for plain gradient descent or "adam" for Adam.
+        sigma: None, one float bandwidth for every point, or a tensor (N,) of per-point bandwidths.
+            With None the bandwidths come from find_sigmas.
+        perplexity: the perplexity given to find_sigmas when sigma is None, a float; None means 30.
+        seed: seed of the generator that draws the initial map from N(0, I), an int.
+        callback: None, or a function called after every update with the iteration number (from 1),
+            the current map (N, 2) detached from the graph, and the loss as a Python float.
+
+    Returns:
+        The final map, a tensor (N, 2) with the dtype and device of X, detached from the graph.
+    """
     ### BEGIN SOLUTION
     if sigma is None:
         sigma = find_sigmas(X, 30.0 if perplexity is None else perplexity)

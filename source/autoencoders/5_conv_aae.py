@@ -111,6 +111,12 @@ show_images(x_test[:10], title="MNIST test images")
 
 # %% kind="solution" grade_id="conv_encoder_decoder"
 class ConvEncoder(nn.Module):
+    """Convolutional encoder: strided convolutions on the image, then a linear layer to the code.
+
+    Args:
+        n_components: length of the code produced for every image, an int.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -123,13 +129,26 @@ class ConvEncoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """Codes (B, n_components) of images x (B, 1, 28, 28)."""
+        """Codes (B, n_components) of images x (B, 1, 28, 28).
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images with pixel values in [0, 1].
+
+        Returns:
+            A float tensor (B, n_components): one unbounded real-valued code per image.
+        """
         ### BEGIN SOLUTION
         return self.layers(x)
         ### END SOLUTION
 
 
 class ConvDecoder(nn.Module):
+    """Convolutional decoder: a linear layer to small feature maps, then upsampling to 28 x 28.
+
+    Args:
+        n_components: length of the codes it accepts, an int.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -142,7 +161,14 @@ class ConvDecoder(nn.Module):
         ### END SOLUTION
 
     def forward(self, z):
-        """Images (B, 1, 28, 28) with values in [0, 1] decoded from codes z (B, n_components)."""
+        """Images (B, 1, 28, 28) with values in [0, 1] decoded from codes z (B, n_components).
+
+        Args:
+            z: float tensor (B, n_components) of codes.
+
+        Returns:
+            A float tensor (B, 1, 28, 28) of images with pixel values in [0, 1] (sigmoid outputs).
+        """
         ### BEGIN SOLUTION
         return self.layers(z)
         ### END SOLUTION
@@ -194,7 +220,16 @@ print("See the hidden tests.")
 
 # %% kind="solution" grade_id="train_autoencoder"
 def test_loss(model, images=None):
-    """Per-pixel MSE of model's reconstructions of the test images (or of `images`)."""
+    """Per-pixel MSE of model's reconstructions of the test images (or of `images`).
+
+    Args:
+        model: a module on `device` mapping images (B, 1, 28, 28) to reconstructions of the same shape,
+            such as nn.Sequential(ConvEncoder(n), ConvDecoder(n)); it is put in evaluation mode.
+        images: None for x_test, or a float tensor (N, 1, 28, 28) of images in [0, 1].
+
+    Returns:
+        A Python float: the squared reconstruction error averaged over all pixels of all the images.
+    """
     images = x_test if images is None else images
     model.eval()
     with torch.no_grad():
@@ -204,7 +239,19 @@ def test_loss(model, images=None):
 
 
 def train_autoencoder(model, n_epochs, lr=1e-3, batch_size=64):
-    """Train model = nn.Sequential(encoder, decoder) on x_train with the MSE; return (train, test) losses per epoch."""
+    """Train model = nn.Sequential(encoder, decoder) on x_train with the MSE, showing a progress bar.
+
+    Args:
+        model: a module mapping images (B, 1, 28, 28) to reconstructions of the same shape, e.g.
+            nn.Sequential(ConvEncoder(n), ConvDecoder(n)); it is moved to `device` and trained in place.
+        n_epochs: number of passes over x_train, an int.
+        lr: learning rate of the Adam optimiser, a float.
+        batch_size: number of images per mini-batch, an int.
+
+    Returns:
+        A list of n_epochs pairs (train_loss, test_loss) of floats: the mean training MSE over the
+        batches of the epoch, and the per-pixel MSE on x_test measured after the epoch.
+    """
     ### BEGIN SOLUTION
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -357,6 +404,16 @@ if have_ae2d:
 
 # %% kind="solution" grade_id="conv_vae"
 class ConvVAE(nn.Module):
+    """Variational autoencoder built from a convolutional encoder and a ConvDecoder.
+
+    Args:
+        n_components: dimension of the code z, an int.
+
+    Attributes:
+        decoder: a ConvDecoder(n_components) that maps codes (B, n_components) to pixel probabilities
+            (B, 1, 28, 28); the notebook uses it on its own to generate digits.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -365,7 +422,17 @@ class ConvVAE(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        """(x_rec, z_mean, z_logvar): decoded probabilities of one sampled code per image, and q's parameters."""
+        """Encode x, draw one code per image with the re-parameterisation trick and decode it.
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of images with pixel values in [0, 1].
+
+        Returns:
+            A tuple (x_rec, z_mean, z_logvar): x_rec is a float tensor (B, 1, 28, 28) of pixel
+            probabilities in [0, 1] decoded from codes sampled anew on every call (in evaluation mode
+            too); z_mean and z_logvar are float tensors (B, n_components), the means and
+            log-variances of q(z | x).
+        """
         ### BEGIN SOLUTION
         z_mean, z_logvar = self.encoder(x).chunk(2, dim=1)
         z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)
@@ -398,8 +465,10 @@ grader.collect.common.store("test_conv_vae", grader.collect.conv_aae.collect_con
 #
 # Write `vae_loss(x_rec, x, z_mean, z_logvar)` returning that scalar, and
 # `train_vae(model, n_epochs, lr=1e-3, batch_size=64)`, a training loop like `train_autoencoder` with
-# this loss (a progress bar with the training loss is enough); return the mean training loss per
-# epoch. The next cell trains a `ConvVAE(10)` for 15 epochs (about 15 seconds) and saves it to
+# this loss, showing the mean training loss and the loss on `x_test[:1000]` in its progress bar after
+# every epoch (the test loss computed without gradients, in `eval()` mode, inside
+# `with torch.random.fork_rng():` so that sampling its codes leaves the training draws as they were);
+# return the mean training loss per epoch. The next cell trains a `ConvVAE(10)` for 15 epochs (about 15 seconds) and saves it to
 # `5_conv_aae_vae.pth`.
 #
 # **What good looks like:** a test negative ELBO below {{CONV_AAE.vae_test_elbo.threshold:.0f}} nats per image (the hidden test computes
@@ -408,7 +477,18 @@ grader.collect.common.store("test_conv_vae", grader.collect.conv_aae.collect_con
 
 # %% kind="solution" grade_id="train_vae"
 def vae_loss(x_rec, x, z_mean, z_logvar):
-    """Negative ELBO: BCE summed over pixels plus KL(q || N(0, I)), both averaged over the batch."""
+    """Negative ELBO: BCE summed over pixels plus KL(q || N(0, I)), both averaged over the batch.
+
+    Args:
+        x_rec: float tensor (B, 1, 28, 28) of decoded pixel probabilities in [0, 1], not logits.
+        x: float tensor (B, 1, 28, 28) of target images in [0, 1].
+        z_mean: float tensor (B, n_components) of means of q(z | x).
+        z_logvar: float tensor (B, n_components) of log-variances of q(z | x).
+
+    Returns:
+        A differentiable scalar tensor in nats per image: the binary cross-entropy summed over the 784
+        pixels plus the KL divergence summed over the code dimensions, averaged over the B images.
+    """
     ### BEGIN SOLUTION
     bce = F.binary_cross_entropy(x_rec, x, reduction="sum") / len(x)
     kl = 0.5 * (z_logvar.exp() + z_mean ** 2 - 1 - z_logvar).sum(dim=1).mean()
@@ -417,7 +497,17 @@ def vae_loss(x_rec, x, z_mean, z_logvar):
 
 
 def train_vae(model, n_epochs, lr=1e-3, batch_size=64):
-    """Train a ConvVAE on x_train with vae_loss; return the mean training loss per epoch."""
+    """Train a ConvVAE on x_train with vae_loss; return the mean training loss per epoch.
+
+    Args:
+        model: a ConvVAE; it is moved to `device` and trained in place.
+        n_epochs: number of passes over x_train, an int.
+        lr: learning rate of the Adam optimiser, a float.
+        batch_size: number of images per mini-batch, an int.
+
+    Returns:
+        A list of n_epochs floats: the training negative ELBO per image, averaged over each epoch.
+    """
     ### BEGIN SOLUTION
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -434,7 +524,13 @@ def train_vae(model, n_epochs, lr=1e-3, batch_size=64):
             optimizer.step()
             total, count = total + loss.item() * len(batch), count + len(batch)
         history.append(total / count)
-        bar.set_postfix(train=f"{history[-1]:.1f}")
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng():  # sampling test codes leaves the training draws as they were
+            test_images = x_test[:1000].to(device)
+            x_rec, z_mean, z_logvar = model(test_images)
+            test = vae_loss(x_rec, test_images, z_mean, z_logvar).item()
+        model.train()
+        bar.set_postfix(train=f"{history[-1]:.1f}", test=f"{test:.1f}")
     model.eval()
     return history
     ### END SOLUTION
@@ -520,6 +616,12 @@ show_images(generated, title="convolutional VAE: decoded codes from N(0, I)")
 
 # %% kind="solution" grade_id="discriminator"
 class Discriminator(nn.Module):
+    """MLP that tells samples of the prior (real) from codes produced by the encoder (fake).
+
+    Args:
+        n_components: dimension of the codes it judges, an int.
+    """
+
     def __init__(self, n_components):
         super().__init__()
         ### BEGIN SOLUTION
@@ -531,7 +633,15 @@ class Discriminator(nn.Module):
         ### END SOLUTION
 
     def forward(self, z):
-        """Logits (B, 1): large for codes that look drawn from the prior."""
+        """Logits (B, 1): large for codes that look drawn from the prior.
+
+        Args:
+            z: float tensor (B, n_components) of codes or of prior samples.
+
+        Returns:
+            A float tensor (B, 1) of logits (any real number, no sigmoid applied): the log-odds that
+            each row was drawn from the prior rather than produced by the encoder.
+        """
         ### BEGIN SOLUTION
         return self.layers(z)
         ### END SOLUTION
@@ -577,7 +687,17 @@ grader.collect.common.store("test_discriminator", grader.collect.conv_aae.collec
 
 # %% kind="solution" grade_id="discriminator_loss"
 def discriminator_loss(d_prior_logits, d_code_logits):
-    """BCE of prior samples labelled 1 plus BCE of codes labelled 0, each averaged over its batch."""
+    """BCE of prior samples labelled 1 plus BCE of codes labelled 0, each averaged over its batch.
+
+    Args:
+        d_prior_logits: float tensor (B1, 1) of discriminator logits for samples of the prior.
+        d_code_logits: float tensor (B2, 1) of discriminator logits for encoder codes; B2 may differ
+            from B1.
+
+    Returns:
+        A differentiable scalar tensor: the mean cross-entropy of the prior logits against label 1 plus
+        the mean cross-entropy of the code logits against label 0, finite even for logits of +-1000.
+    """
     ### BEGIN SOLUTION
     real = F.binary_cross_entropy_with_logits(d_prior_logits, torch.ones_like(d_prior_logits))
     fake = F.binary_cross_entropy_with_logits(d_code_logits, torch.zeros_like(d_code_logits))
@@ -600,7 +720,15 @@ grader.collect.common.store("test_discriminator_loss", grader.collect.conv_aae.c
 
 # %% kind="solution" grade_id="generator_loss"
 def generator_loss(d_code_logits):
-    """Non-saturating generator loss: BCE of the codes labelled 1 (real), averaged over the batch."""
+    """Non-saturating generator loss: BCE of the codes labelled 1 (real), averaged over the batch.
+
+    Args:
+        d_code_logits: float tensor (B, 1) of discriminator logits for encoder codes.
+
+    Returns:
+        A differentiable scalar tensor: the mean cross-entropy of the logits against label 1, which
+        shrinks as the discriminator takes the codes for prior samples; finite for logits of +-1000.
+    """
     ### BEGIN SOLUTION
     return F.softplus(-d_code_logits).mean()
     ### END SOLUTION
@@ -635,7 +763,8 @@ grader.collect.common.store("test_generator_loss", grader.collect.conv_aae.colle
 #    (learning rate $5 \cdot 10^{-4}$, betas $(0.5, 0.999)$). With $2 \cdot 10^{-4}$ here as well, the
 #    discriminator wins in a short run and the codes stay far too spread out.
 #
-# Show the three losses of the last batch in a progress bar. A balanced game has a discriminator loss
+# Show the three losses of the last batch and the test MSE (`test_loss(autoencoder)`, then back to
+# `autoencoder.train()`) in a progress bar after every epoch. A balanced game has a discriminator loss
 # around $2 \log 2 \approx 1.4$ and a generator loss around $\log 2 \approx 0.7$. The next cell
 # trains for 15 epochs (about 25 seconds) and saves the autoencoder to `5_conv_aae_aae.pth`.
 #
@@ -648,7 +777,18 @@ grader.collect.common.store("test_generator_loss", grader.collect.conv_aae.colle
 
 # %% kind="solution" grade_id="train_aae"
 def train_aae(autoencoder, discriminator, n_epochs, batch_size=64):
-    """Train an adversarial autoencoder: reconstruction, discriminator and generator phases per batch."""
+    """Train an adversarial autoencoder: reconstruction, discriminator and generator phases per batch.
+
+    Args:
+        autoencoder: nn.Sequential(ConvEncoder(n), ConvDecoder(n)) mapping images (B, 1, 28, 28) to
+            reconstructions; autoencoder[0] is the encoder whose codes (B, n) are pushed to N(0, I).
+        discriminator: a Discriminator(n) mapping codes (B, n) to logits (B, 1).
+        n_epochs: number of passes over x_train, an int.
+        batch_size: number of images per mini-batch, an int.
+
+    Returns:
+        None. Both networks are moved to `device` and trained in place.
+    """
     ### BEGIN SOLUTION
     autoencoder.to(device).train()
     discriminator.to(device).train()
@@ -675,7 +815,10 @@ def train_aae(autoencoder, discriminator, n_epochs, batch_size=64):
             generator_optimizer.zero_grad()
             g_loss.backward()
             generator_optimizer.step()
-        bar.set_postfix(rec=f"{rec_loss.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
+        test = test_loss(autoencoder)  # puts it in evaluation mode
+        autoencoder.train()
+        bar.set_postfix(rec=f"{rec_loss.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}",
+                        test=f"{test:.4f}")
     autoencoder.eval()
     discriminator.eval()
     ### END SOLUTION
