@@ -1,8 +1,9 @@
 """Every notebook's hidden tests, collected and judged as autograde does, on the reference and on variants.
 
 Collection runs the hidden test code in this process (no sandbox, no nbgrader) and the verdicts come
-from the same `grader.judge` functions `JudgeCollected` runs; tests/test_pipeline.py does the same
-through `nbgrader autograde`.
+from the same `grader.judge` functions `JudgeCollected` runs; tests/test_pipeline.py grades the
+reference, the blank release, the variants that must be retrained and the hostile catalogue through
+`nbgrader autograde`.
 """
 from __future__ import annotations
 
