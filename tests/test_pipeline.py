@@ -97,10 +97,18 @@ def lost(report: pipeline.GradeReport, name: str) -> set[str]:
     return {gid for gid, points in POINTS[name].items() if points > 0 and scores.get(gid, 0.0) < points}
 
 
-def autograded_text(course: Path, student: str, name: str) -> str:
-    """The autograded notebook of a student as text (empty when nbgrader wrote none)."""
+def autograded_outputs(course: Path, student: str, name: str) -> str | None:
+    """What the cells of a student's autograded notebook printed, as text (None when nbgrader wrote none)."""
     path = course / "autograded" / student / pipeline.ASSIGNMENT / f"{name}.ipynb"
-    return path.read_text() if path.exists() else ""
+    if not path.exists():
+        return None
+    texts = []
+    for cell in notebooks.read(path).cells:
+        for output in cell.get("outputs", []):
+            texts.append(output.get("text", ""))
+            texts.append(str(output.get("data", {}).get("text/plain", "")))
+            texts.extend([output.get("ename", ""), output.get("evalue", ""), *output.get("traceback", [])])
+    return "\n".join(texts)
 
 
 def test_release_leaks_nothing(course):
@@ -165,8 +173,8 @@ def test_hostile_bases_lose_only_their_mistake(graded, name):
 def test_hostile_submission_gains_nothing(graded, case, course, probe):
     report, base = graded[f"hostile-{case.name}"], graded[f"base-{case.notebook}"]
     assert report.total(case.notebook) <= base.total(case.notebook), (report.scores, base.scores)
-    text = autograded_text(course, report.student, case.notebook)
-    assert text, f"nbgrader wrote no autograded notebook: {report.error[-500:]}"
+    text = autograded_outputs(course, report.student, case.notebook)
+    assert text is not None, f"nbgrader wrote no autograded notebook: {report.error[-500:]}"
     if case.runs_code:
         assert f"TRICK {case.name}" in text, "the trick did not run, so this case tests nothing"
     assert LEAK not in text, "the kernel read something it must not"
@@ -180,7 +188,7 @@ def test_limits_are_named_in_the_feedback(graded, course):
                         ("fill_disk", ["disk limit"]), ("huge_output", ["output beyond"]),
                         ("os_exit", ["kernel exited"])):
         if any(c.name == case for c in HOSTILE):
-            text = autograded_text(course, f"hostile-{case}", "1_ae")
+            text = autograded_outputs(course, f"hostile-{case}", "1_ae") or ""
             assert any(word in text for word in words), case
 
 
