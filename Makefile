@@ -5,7 +5,7 @@ VENV ?= .venv
 DATA ?= ../shared/data
 BIN := $(VENV)/bin
 
-.PHONY: install sandbox demo test check
+.PHONY: install sandbox test-services demo test check
 
 $(BIN)/aecourse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,24 @@ sandbox:
 		&& (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); } \
 		|| echo "WARNING: bubblewrap missing: install it (apt-get install bubblewrap) to sandbox grading kernels"
 
+# What the tests start themselves: a private PostgreSQL server (the shared-gradebook tests) and headless
+# Chromium (the formgrader test). Debian packages, installed when we can (root, apt).
+test-services:
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			postgresql chromium chromium-driver >/dev/null; } \
+		|| echo "WARNING: install postgresql, chromium and chromium-driver (Debian packages) for the tests"
+
 demo: install
 	$(BIN)/aecourse demo --data-dir $(DATA) --offline-split
 
 # The reference checkpoints first (cached; torch on both cores), then the suite on two workers, one test
-# file each at a time: test_pipeline.py grades every submission once on one (two students at a time).
-test: install
+# file each at a time: test_pipeline.py grades every submission once on one (a two-worker Dask cluster).
+test: install test-services
 	$(BIN)/aecourse train-reference --data-dir $(DATA) --offline-split
 	AUTOENCODERS_DATA_DIR=$(abspath $(DATA)) AUTOENCODERS_OFFLINE_SPLIT=1 AECOURSE_TEST_NOTEBOOKS= \
-		$(BIN)/python -m pytest -n 2 --dist loadfile
+		$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 check: install
 	$(BIN)/aecourse check

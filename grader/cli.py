@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from grader import notebooks, pipeline, submissions
+from grader import notebooks, parallel, pipeline, submissions
 from grader.variants import variants_of
 
 
@@ -65,7 +65,7 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    """Autograde students of a course directory one by one and print their scores."""
+    """Autograde the students of a course directory as Dask tasks and print their scores."""
     use_data(args)
     root = Path(args.course).resolve()
     submitted_dir = root / "submitted"
@@ -76,13 +76,44 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     unknown = [s for s in students if not (submitted_dir / s / pipeline.ASSIGNMENT).is_dir()]
     if unknown:
         raise FileNotFoundError(f"no submission in {submitted_dir} for {', '.join(unknown)}")
-    reports = pipeline.autograde_all(root, students, workers=args.workers, timeout=args.timeout)
+    where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else \
+        f"a local Dask cluster of {args.workers or os.cpu_count()} worker(s)"
+    print(f"autograding {len(students)} student(s) on {where}, gradebook {args.db or root / 'gradebook.db'}")
+    run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
+                               force=args.force, threads=args.threads, timeout=args.timeout)
     handed_in = {s: {p.stem for p in (submitted_dir / s / pipeline.ASSIGNMENT).glob("*.ipynb")} for s in students}
-    print(pipeline.score_table(reports, max_points(), handed_in))
-    for report in reports:
-        if report.error:
-            print(f"{report.student}: autograde error: {report.error.strip().splitlines()[-1] if report.error.strip() else ''}")
+    print(pipeline.score_table(run.reports, max_points(), handed_in))
+    if run.skipped:
+        print(f"\n{len(run.skipped)} student(s) not regraded, their submission unchanged since their last grade "
+              f"(--force regrades): {', '.join(run.skipped)}")
+    graded = len(run.reports) - len(run.skipped)
+    if graded:
+        print(f"{graded} student(s) graded in {run.seconds:.0f} s ({3600 * graded / max(run.seconds, 1e-9):.0f} per hour)")
+    csv = parallel.export_csv(root, Path(args.csv) if args.csv else root / "grades.csv", args.db)
+    print(f"scores of every student in the gradebook, in nbgrader export's CSV format: {csv}")
+    if run.errors:
+        print(f"\n{len(run.errors)} student(s) with autograde errors (their other cells still count):")
+    for report in run.errors:
+        lines = report.error.strip().splitlines()
+        print(f"  {report.student}: {lines[-1] if lines else 'unknown error'}")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the class report (HTML with plots) from the gradebook and the autograded notebooks."""
+    from grader import report
+
+    root = Path(args.course).resolve()
+    path = report.write_report(root, args.db, Path(args.out) if args.out else None)
+    print(f"class report written to {path}")
+    return 0
+
+
+def cmd_formgrader(args: argparse.Namespace) -> int:
+    """Open the course in nbgrader's formgrader (a local Jupyter server) until interrupted."""
+    from grader import formgrader
+
+    return formgrader.serve(Path(args.course).resolve(), args.port, args.db)
 
 
 def max_points(names: list[str] | None = None) -> dict[str, float]:
@@ -122,13 +153,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             submissions.submit_variant(root, student, variants[variant_name], reference)
             students.append(student)
             submitted[student] = {name}
-    print(f"[4/5] autograding (nbgrader autograde, {args.workers} student(s) at a time)")
-    reports = pipeline.autograde_all(root, students, workers=args.workers)
+    print(f"[4/5] autograding (nbgrader autograde, Dask tasks on {args.workers or os.cpu_count()} worker(s))")
+    run = parallel.grade_class(root, students, workers=args.workers, force=True)
+    reports = run.reports
     for report in reports:
         print(f"  {report.student}: {report.total():g} points in {report.seconds:.0f} s"
               + (" (autograde reported an error)" if report.error else ""))
-    print("[5/5] writing feedback to feedback/")
+    print("[5/5] writing feedback to feedback/, the score CSV and the class report")
     pipeline.generate_feedback(root)
+    print(f"  {parallel.export_csv(root, root / 'grades.csv')}")
+    from grader import report as class_report
+    print(f"  {class_report.write_report(root)}")
     for student in students:
         shutil.rmtree(root / "autograded" / student / pipeline.ASSIGNMENT / "aelib", ignore_errors=True)
     print()
@@ -161,16 +196,33 @@ def parser() -> argparse.ArgumentParser:
     add("check", cmd_check, "fail when source notebooks or release/ are stale or the release leaks")
     add("train-reference", cmd_train_reference, "train the reference checkpoints", data=True).add_argument(
         "notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
-    grade = add("autograde", cmd_autograde, "autograde students one by one and print scores", data=True)
+    grade = add("autograde", cmd_autograde, "autograde students in parallel (Dask) and print scores", data=True)
     grade.add_argument("students", nargs="*", help="student ids (default: everyone in submitted/)")
     grade.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
-    grade.add_argument("--workers", type=int, default=1, help="students graded at once (default 1)")
+    grade.add_argument("--workers", type=int, default=None,
+                       help="students graded at once on a local Dask cluster (default: one per core)")
+    grade.add_argument("--scheduler", help="address of an existing Dask scheduler (e.g. tcp://host:8786), whose "
+                                           "workers see the course directory at the same path")
+    grade.add_argument("--db", help="gradebook URL, e.g. postgresql://user@host/gradebook (default: the course's "
+                                    "gradebook.db)")
+    grade.add_argument("--threads", type=int, help="torch threads per student graded (default: cores // workers; "
+                                                   "1 with --scheduler)")
+    grade.add_argument("--force", action="store_true", help="regrade students whose submission has not changed")
+    grade.add_argument("--csv", help="where to write the scores CSV (default: grades.csv in the course)")
     grade.add_argument("--timeout", type=float, default=pipeline.SUBMISSION_TIMEOUT,
                        help="wall-clock seconds for all notebooks of one submission (default 600)")
+    report = add("report", cmd_report, "write the class report (HTML and plots) from the gradebook")
+    report.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
+    report.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")
+    report.add_argument("--out", help="HTML file to write (default: reports/class_report.html in the course)")
+    serve = add("formgrader", cmd_formgrader, "open the course in nbgrader's formgrader (Ctrl-C stops it)")
+    serve.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
+    serve.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     demo = add("demo", cmd_demo, "the whole pipeline on demo submissions, ending with a score table", data=True)
     demo.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     demo.add_argument("--notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
-    demo.add_argument("--workers", type=int, default=2, help="students graded at once (default 2)")
+    demo.add_argument("--workers", type=int, default=None, help="students graded at once (default: one per core)")
     return top
 
 

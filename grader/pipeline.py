@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,17 +229,26 @@ SUBMISSION_TIMEOUT = 600  # seconds for all notebooks of one submission (the san
 KILL_GRACE = 120          # beyond the deadline, nbgrader itself is killed
 
 
-def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, options: tuple[str, ...] = ()) -> GradeReport:
+def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, options: tuple[str, ...] = (),
+              db_url: str | None = None, threads: int | None = None, pass_fds: tuple[int, ...] = ()) -> GradeReport:
     """Autograde one student in its own nbgrader process, so one bad submission cannot stop the batch.
 
     The submission's kernels share a wall-clock deadline (`timeout` seconds); an nbgrader process still
     running `KILL_GRACE` seconds after it is killed, and the student is reported with that error.
+    Scores go to the gradebook `db_url` (default: the course's SQLite file). `threads`: torch threads of
+    the kernels and the judges (default: every core; give cores // students graded at once).
     """
     started = time.time()
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--student", student, "--force",
                f"--SandboxedExecute.submission_timeout={int(timeout)}", *options]
-    process = subprocess.Popen(command, cwd=root, env=grading_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    if db_url:
+        command.append(f"--CourseDirectory.db_url={db_url}")
+    env = grading_env()
+    if threads:  # N students at once on N cores: several torch processes on a core slow down tenfold
+        command.append(f"--SandboxedKernelManager.threads={threads}")
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True, pass_fds=pass_fds)
     report = GradeReport(student)
     try:
         _, stderr = process.communicate(timeout=timeout + KILL_GRACE)
@@ -250,35 +258,18 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         report.error = f"nbgrader was killed after the wall-clock limit of {timeout:g} s (+{KILL_GRACE} s)"
-    report.scores = read_scores(root, student)
+    report.scores = read_scores(root, student, db_url)
     report.seconds = time.time() - started
     return report
 
 
-def autograde_all(root: Path, students: list[str], workers: int = 1,
-                  settings: dict[str, dict] | None = None, **options) -> list[GradeReport]:
-    """Autograde several students, `workers` nbgrader processes at a time (each kernel on one thread).
-
-    `settings` gives some students their own `autograde` keyword arguments (a shorter timeout, say).
-    """
-    def grade(student: str) -> GradeReport:
-        kwargs = {**options, **(settings or {}).get(student, {})}
-        report = autograde(root, student, **kwargs)
-        if "database is locked" in report.error:  # SQLite serialises writers; a rare clash is retried once
-            report = autograde(root, student, **kwargs)
-        return report
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(grade, students))
-
-
-def read_scores(root: Path, student: str) -> dict[str, dict[str, float]]:
-    """Scores of each grade cell of a student's notebooks, read from the gradebook."""
+def read_scores(root: Path, student: str, db_url: str | None = None) -> dict[str, dict[str, float]]:
+    """Scores of each grade cell of a student's notebooks, read from the gradebook (default: the course's SQLite)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     scores: dict[str, dict[str, float]] = {}
     with_tools_on_path(os.environ)
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+    with Gradebook(db_url or f"sqlite:///{Path(root) / 'gradebook.db'}") as gradebook:
         try:
             submission = gradebook.find_submission(ASSIGNMENT, student)
         except MissingEntry:
@@ -288,9 +279,9 @@ def read_scores(root: Path, student: str) -> dict[str, dict[str, float]]:
     return scores
 
 
-def generate_feedback(root: Path) -> Path:
-    """Write nbgrader's HTML feedback for every autograded student."""
-    nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
+def generate_feedback(root: Path, db_url: str | None = None) -> Path:
+    """Write nbgrader's HTML feedback for every autograded student (scores from the gradebook `db_url`)."""
+    nbgrader(root, "generate_feedback", ASSIGNMENT, "--force", *([f"--CourseDirectory.db_url={db_url}"] if db_url else []))
     return root / "feedback"
 
 

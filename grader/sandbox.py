@@ -198,9 +198,10 @@ class SandboxedKernelManager(AsyncKernelManager):
     memory_limit = Integer(4 * GiB, help="Bytes of memory a grading kernel may use.").tag(config=True)
     max_processes = Integer(128, help="Processes and threads a grading kernel may run at once.").tag(config=True)
     file_size_limit = Integer(256 * MiB, help="Largest file a grading kernel may write, in bytes.").tag(config=True)
-    cpu_time_limit = Integer(900, help="CPU seconds a grading kernel may use in all.").tag(config=True)
+    cpu_time_limit = Integer(900, help="CPU seconds a grading kernel may use in all, per thread.").tag(config=True)
     tmp_size = Integer(256 * MiB, help="Size of the kernel's private /tmp, in bytes.").tag(config=True)
-    threads = Integer(1, help="Torch/OpenMP threads per grading kernel (N kernels on N cores: 1).").tag(config=True)
+    threads = Integer(0, help="Torch/OpenMP threads per grading kernel; 0: one per core (one student at a time). "
+                              "`aecourse autograde` sets cores // students graded at once.").tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("transport", "ipc")
@@ -218,9 +219,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
         cwd = Path(kw.get("cwd") or os.getcwd())
         self.cgroup = Cgroup(name, self.memory_limit, self.max_processes)
+        threads = self.threads or os.cpu_count() or 1
         prefix = (self.cgroup.join_command()
-                  + rlimit_command(self.memory_limit, self.max_processes, self.file_size_limit, self.cpu_time_limit)
-                  + bwrap_prefix(cwd, self.private_runtime, course_root_of(cwd), self.tmp_size, self.threads))
+                  + rlimit_command(self.memory_limit, self.max_processes, self.file_size_limit,
+                                   self.cpu_time_limit * threads)
+                  + bwrap_prefix(cwd, self.private_runtime, course_root_of(cwd), self.tmp_size, threads))
         return prefix + kernel_cmd, kw
 
     def breach(self) -> str:

@@ -36,6 +36,19 @@ def test_autograde_prints_scores_for_a_course(course, capsys):
     full = sum(notebooks.points(notebooks.read(pipeline.SOURCE / "1_ae.ipynb")).values())
     assert rows["cli-reference"][1] == f"{full:g}" and rows["cli-reference"][2] == "-"  # only 1_ae handed in
     assert rows["cli-blank"][1] == "0"
+    assert (course / "grades.csv").read_text().count("cli-") == 2
+
+
+def test_autograde_again_skips_unchanged_submissions(course, capsys):
+    submissions.submit_blank(course, "cli-again", "4_tsne")
+    assert cli.main(["autograde", "cli-again", "--course", str(course), "--workers", "1"]) == 0
+    assert "not regraded" not in capsys.readouterr().out
+    assert cli.main(["autograde", "cli-again", "--course", str(course), "--workers", "1"]) == 0
+    assert "1 student(s) not regraded" in capsys.readouterr().out
+    assert cli.main(["autograde", "cli-again", "--course", str(course), "--force"]) == 0
+    assert "not regraded" not in capsys.readouterr().out
+    assert cli.main(["report", "--course", str(course)]) == 0
+    assert (course / "reports" / "class_report.html").exists()
 
 
 def test_autograde_without_submissions_says_what_to_do(tmp_path, capsys):
@@ -52,3 +65,21 @@ def test_demo_on_one_notebook(tmp_path, capsys):
 def test_unknown_command_is_rejected():
     with pytest.raises(SystemExit):
         cli.main(["grade-everything"])
+
+
+def test_formgrader_serves_the_course_until_stopped(course):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    command = [sys.executable, "-c", "import sys; from grader import cli; sys.exit(cli.main(sys.argv[1:]))",
+               "formgrader", "--course", str(course)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=pipeline.grading_env())
+    try:
+        url = next(word for line in server.stdout for word in line.split() if "/formgrader?token=" in word)
+        assert b"autoencoders" in urllib.request.urlopen(url.replace("/formgrader?", "/formgrader/api/assignments?"),
+                                                         timeout=30).read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0

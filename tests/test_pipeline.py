@@ -1,6 +1,7 @@
 """End to end through nbgrader itself: release, autograde of reference, blank, retrained, wrong and hostile submissions.
 
-Every submission is graded once, two nbgrader processes at a time (kernels pinned to one thread).
+Every submission is graded once, as tasks on a two-worker Dask LocalCluster (kernels pinned to one thread),
+into nbgrader's gradebook on a PostgreSQL server the tests start.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import notebooks, pipeline, submissions
+from grader import notebooks, parallel, pipeline, submissions
 from grader.variants import notebooks_under_test, variants_of
 from grader.variants.hostile import BASES, LEAK, PAYLOAD_FLAG, PROBE_PORT, catalogue
 
@@ -61,8 +62,8 @@ def probe() -> ProbeServer:
 
 
 @pytest.fixture(scope="module")
-def graded(course, probe) -> dict[str, pipeline.GradeReport]:
-    """Autograde every test submission once; reports by student id."""
+def graded(course, probe, postgres_url) -> dict[str, pipeline.GradeReport]:
+    """Autograde every test submission once, as Dask tasks into a PostgreSQL gradebook; reports by student id."""
     Path(PAYLOAD_FLAG).unlink(missing_ok=True)
     references = {name: pipeline.train_reference(name) for name in NOTEBOOKS}
     for index, (name, reference) in enumerate(references.items()):
@@ -84,11 +85,12 @@ def graded(course, probe) -> dict[str, pipeline.GradeReport]:
     folder = submissions.submit_reference(course, "shadowing-files", "1_ae", references["1_ae"])
     (folder / "grader.py").write_text("raise SystemExit('a student file shadowed the grader')\n")
     (folder / "torch.py").write_text("raise SystemExit('a student file shadowed torch')\n")
-    students = sorted(p.name for p in (course / "submitted").iterdir() if not p.name.startswith("cli-"))
+    students = sorted(p.name for p in (course / "submitted").iterdir() if not p.name.startswith(("cli-", "par-")))
     # The slowest first, so two workers finish together.
     students.sort(key=lambda s: (not s.startswith(("reference", "hostile-infinite")), s))
-    reports = pipeline.autograde_all(course, students, workers=WORKERS, settings=settings)
-    return {report.student: report for report in reports}
+    run = parallel.grade_class(course, students, workers=WORKERS, db_url=postgres_url, settings=settings,
+                               force=True, progress=False)
+    return {report.student: report for report in run.reports}
 
 
 def lost(report: pipeline.GradeReport, name: str) -> set[str]:
@@ -202,8 +204,8 @@ def test_broken_submissions_cost_only_that_student(graded):
     assert graded["shadowing-files"].total() > 0
 
 
-def test_feedback_is_written(graded, course):
-    feedback = pipeline.generate_feedback(course)
+def test_feedback_is_written(graded, course, postgres_url):
+    feedback = pipeline.generate_feedback(course, postgres_url)
     html = (feedback / "reference" / pipeline.ASSIGNMENT / "1_ae.html").read_text()
     full = sum(POINTS["1_ae"].values())
     assert f"Score: {full:.1f} / {full:.1f}" in html
@@ -217,3 +219,25 @@ def test_score_table_marks_notebooks_not_handed_in():
     table = pipeline.score_table(reports, {"1_ae": 2, "2_dae": 3}, {"one": {"2_dae"}}).splitlines()
     assert table[2].split() == ["full", "2", "3", "5"]
     assert table[3].split() == ["one", "-", "0", "0"]
+
+
+def test_scores_export_in_nbgraders_csv_format(graded, course, postgres_url, tmp_path):
+    import csv
+
+    rows = {row["student_id"]: row for row in
+            csv.DictReader(parallel.export_csv(course, tmp_path / "grades.csv", postgres_url).open())}
+    for student, report in graded.items():
+        if report.scores:
+            assert float(rows[student]["raw_score"]) == pytest.approx(report.total()), student
+
+
+def test_class_report_matches_the_gradebook(graded, course, postgres_url):
+    from test_report import check_report_against_gradebook
+
+    check_report_against_gradebook(course, postgres_url)
+
+
+def test_formgrader_shows_the_graded_class(graded, course, postgres_url):
+    from test_formgrader import check_formgrader_shows
+
+    check_formgrader_shows(course, {s: graded[s].total() for s in ("reference", "blank")}, "reference", postgres_url)

@@ -1,0 +1,219 @@
+"""Grading a whole class: every student an independent Dask task, scores in nbgrader's gradebook.
+
+    run = grade_class(root, students, workers=2)                    # a LocalCluster on this machine
+    run = grade_class(root, students, scheduler="tcp://host:8786",  # an existing Dask cluster, whose
+                      db_url="postgresql://...")                    # workers see `root` at the same path
+
+Each task runs `nbgrader autograde` for one student in its own process (`pipeline.autograde`), with
+the sandbox and limits of grader/sandbox.py, so a crash, a timeout or a lost worker costs only that
+student: a task whose nbgrader process or worker died is retried once, then reported as an error.
+What was graded, from which submission, is kept in `grading_record.json`; a rerun skips students
+whose submission and assignment have not changed since their last grade (`force=True` regrades).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from grader import pipeline
+from grader.pipeline import ASSIGNMENT, GradeReport
+
+RECORD_FILE = "grading_record.json"
+SQLITE_WAIT = 600  # seconds a gradebook writer waits for SQLite's lock instead of failing "database is locked"
+
+
+# --- the gradebook -------------------------------------------------------------------------------
+
+def gradebook_url(root: Path, db_url: str | None = None) -> str:
+    """The gradebook to grade into: `db_url` (e.g. PostgreSQL), else the course's SQLite file with writers queued."""
+    return db_url or f"sqlite:///{Path(root).resolve() / 'gradebook.db'}?timeout={SQLITE_WAIT}"
+
+
+def ensure_assignment(root: Path, db_url: str) -> None:
+    """Put the assignment and its grade cells into the gradebook `db_url` when it lacks them (a new database)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    pipeline.with_tools_on_path(os.environ)
+    with Gradebook(db_url) as gradebook:
+        try:
+            known = bool(gradebook.find_assignment(ASSIGNMENT).notebooks)
+        except MissingEntry:
+            known = False
+    if not known:
+        pipeline.nbgrader(root, "generate_assignment", ASSIGNMENT, "--force", f"--CourseDirectory.db_url={db_url}")
+
+
+def export_csv(root: Path, path: Path, db_url: str | None = None) -> Path:
+    """Write every student's score with `nbgrader export` (its CSV format) to `path`."""
+    path = Path(path).resolve()
+    pipeline.nbgrader(root, "export", f"--to={path}", f"--CourseDirectory.db_url={gradebook_url(root, db_url)}")
+    return path
+
+
+# --- what was graded -----------------------------------------------------------------------------
+
+def submission_digest(root: Path, student: str) -> str:
+    """A digest of a student's submitted files and of the assignment they are graded against."""
+    digest = hashlib.sha256()
+    for folder in (Path(root) / "submitted" / student / ASSIGNMENT, Path(root) / "source" / ASSIGNMENT):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def url_id(url: str) -> str:
+    """A short name for a gradebook URL that does not reveal its password."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+@dataclass
+class GradingRecord:
+    """Per student: the digest of the submission last graded, how long it took and any error."""
+    path: Path
+    students: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> "GradingRecord":
+        """The record of the course `root` (empty when there is none or it is unreadable)."""
+        path = Path(root) / RECORD_FILE
+        try:
+            students = json.loads(path.read_text())["students"]
+        except (OSError, ValueError, KeyError, TypeError):
+            students = {}
+        return cls(path, students if isinstance(students, dict) else {})
+
+    def up_to_date(self, student: str, digest: str, gradebook: str) -> bool:
+        """Whether the student was graded into `gradebook`, without error, from exactly this submission."""
+        entry = self.students.get(student, {})
+        return entry.get("digest") == digest and entry.get("gradebook") == url_id(gradebook) and not entry.get("error")
+
+    def note(self, report: GradeReport, digest: str, gradebook: str) -> None:
+        """Record one student's grading and write the record at once (an interrupted run keeps it)."""
+        self.students[report.student] = {
+            "digest": digest, "gradebook": url_id(gradebook), "seconds": round(report.seconds, 2), "error": report.error,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"students": self.students}, indent=1, sort_keys=True))
+        temporary.replace(self.path)
+
+
+# --- one task ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def student_lock(root: Path, student: str) -> Iterator[int]:
+    """Hold an exclusive lock on one student's grading; the fd is passed to nbgrader, whose lifetime keeps it.
+
+    A worker that dies leaves its nbgrader process running; the retry waits for it instead of
+    writing the same autograded folder at the same time.
+    """
+    folder = Path(root) / ".aecourse" / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{student}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def grade_student(root: str, student: str, options: dict) -> GradeReport:
+    """Autograde one student (a Dask task); an nbgrader process that died without grading is retried once."""
+    with student_lock(Path(root), student) as fd:
+        report = pipeline.autograde(Path(root), student, pass_fds=(fd,), **options)
+        if report.error and not report.scores:
+            report = pipeline.autograde(Path(root), student, pass_fds=(fd,), **options)
+    return report
+
+
+# --- the class -----------------------------------------------------------------------------------
+
+@dataclass
+class ClassRun:
+    """The outcome of grading a class: one report per student, and who was skipped as already graded."""
+    reports: list[GradeReport]
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def errors(self) -> list[GradeReport]:
+        """Reports of students whose autograde failed or was cut short."""
+        return [report for report in self.reports if report.error]
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None):
+    """A Dask client: of the cluster at `scheduler`, else of a LocalCluster of `workers` one-thread processes."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    # a task whose worker died is run once more, then fails with KilledWorker
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        if scheduler:
+            with Client(scheduler) as client:
+                yield client
+            return
+        count = workers or os.cpu_count() or 1
+        # memory_limit=0: the kernels have their own limits (grader/sandbox.py); a worker only waits on nbgrader
+        with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, memory_limit=0,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            yield client
+
+
+def grade_class(root: Path, students: list[str], workers: int | None = None, scheduler: str | None = None,
+                db_url: str | None = None, force: bool = False, threads: int | None = None,
+                settings: dict[str, dict] | None = None, progress: bool = True, **options) -> ClassRun:
+    """Autograde `students` of the course `root` as Dask tasks; reports come back in the order given.
+
+    `threads`: torch threads per student graded (default: this machine's cores shared among `workers`
+    local workers; 1 on a cluster). `settings` gives some students their own `pipeline.autograde`
+    keyword arguments (a shorter timeout, say).
+    """
+    from distributed import as_completed
+
+    started = time.time()
+    root = Path(root).resolve()
+    url = gradebook_url(root, db_url)
+    if db_url:
+        ensure_assignment(root, url)
+    record = GradingRecord.load(root)
+    digests = {student: submission_digest(root, student) for student in students}
+    if threads is None:
+        threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
+    todo = [s for s in students if force or not record.up_to_date(s, digests[s], url)
+            or not pipeline.read_scores(root, s, url)]
+    done: dict[str, GradeReport] = {}
+    for student in set(students) - set(todo):
+        done[student] = GradeReport(student, pipeline.read_scores(root, student, url),
+                                    seconds=record.students[student].get("seconds", 0.0))
+    if todo:
+        with dask_client(workers, scheduler) as client:
+            futures = {client.submit(grade_student, str(root), student,
+                                     {**options, **(settings or {}).get(student, {}), "db_url": url, "threads": threads},
+                                     key=f"autograde-{student}-{time.time_ns()}", pure=False, retries=1): student
+                       for student in todo}
+            bar = tqdm(total=len(todo), unit="student", desc="autograde", disable=not progress, file=sys.stderr)
+            for future in as_completed(futures):
+                student = futures[future]
+                try:
+                    report = future.result()
+                except Exception as error:  # the task failed twice (e.g. its worker was lost both times)
+                    report = GradeReport(student, pipeline.read_scores(root, student, url),
+                                         error=f"grading task failed: {type(error).__name__}: {error}")
+                done[student] = report
+                record.note(report, digests[student], url)
+                bar.update()
+            bar.close()
+    return ClassRun([done[s] for s in students], skipped=[s for s in students if s not in todo],
+                    seconds=time.time() - started)
