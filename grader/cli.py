@@ -175,6 +175,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if wrong else 0
 
 
+def cmd_validity(args: argparse.Namespace) -> int:
+    """Mutation analysis of every graded cell; exit 1 on a survivor the equivalent file does not explain."""
+    use_data(args)
+    from grader.validity import mutation
+
+    names = args.notebooks or notebook_names()
+    equivalent = mutation.load_equivalent()
+    started = time.time()
+    counts = {"killed": 0, "crashed": 0, "survived": 0}
+
+    def progress(outcome: mutation.Outcome) -> None:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        if args.verbose or outcome.status == "survived":
+            print(f"  {outcome.status:8s} {outcome.mutant.notebook}/{outcome.mutant.cell}: {outcome.mutant.change}"
+                  + (f"  [{outcome.check}]" if outcome.check else ""), flush=True)
+
+    reports = mutation.analyse(names, processes=args.jobs, limit=args.limit, equivalent=equivalent, progress=progress)
+    text = mutation.table(reports)
+    left = mutation.survivors(reports)
+    cells = {(report.target.notebook, report.target.cell): report for report in reports}
+    stale = mutation.stale_entries(reports, equivalent) if args.limit is None else []
+    print()
+    print(text)
+    print(f"\n{sum(len(r.outcomes) for r in reports)} mutants in {time.time() - started:.0f} s on "
+          f"{args.jobs or os.cpu_count()} process(es)")
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    if left:
+        print(f"\n{len(left)} survivor(s) no check kills and {mutation.EQUIVALENT_FILE.name} does not explain. "
+              "Strengthen the check, or record the mutant as equivalent with the reason:\n")
+        for outcome in left:
+            print(mutation.describe_survivor(outcome, cells[(outcome.mutant.notebook, outcome.mutant.cell)].reference))
+            print()
+    for key in stale:
+        print(f"note: {mutation.EQUIVALENT_FILE.name} entry {key} names no mutant any more; remove it")
+    return 1 if left else 0
+
+
+def cmd_seed_margins(args: argparse.Namespace) -> int:
+    """Worst figure of each threshold over several seeds; exit 1 when a correct run fails a check."""
+    use_data(args)
+    from grader.validity import seeds
+
+    names = args.notebooks or notebook_names()
+    started = time.time()
+    found, failures = seeds.margins(names, args.seeds, retrain=args.retrain, progress=print)
+    text = seeds.table(found)
+    header = (f"Seed margins of {', '.join(names)}: {args.seeds} grading seeds"
+              + (" and as many training seeds" if args.retrain else " on the reference checkpoints")
+              + f", {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU core(s), torch threads 1, "
+              f"{time.time() - started:.0f} s.")
+    print(f"\n{header}\n\n{text}")
+    if args.out:
+        Path(args.out).write_text(f"{header}\n\n{text}\n")
+    for run, failed in failures.items():
+        print(f"FAILED {run}: {failed}")
+    return 1 if failures else 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="aecourse", description=__doc__)
@@ -223,6 +282,20 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     demo.add_argument("--notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
     demo.add_argument("--workers", type=int, default=None, help="students graded at once (default: one per core)")
+    validity = add("validity", cmd_validity, "mutation analysis: mutants of every graded function through its hidden "
+                                             "checks, and the per-cell mutation score", data=True)
+    validity.add_argument("--notebooks", nargs="*", help="notebook names, e.g. 4_tsne (default: all)")
+    validity.add_argument("--jobs", type=int, help="mutants run at once (default: one per core)")
+    validity.add_argument("--limit", type=int, help="at most this many mutants per graded cell (a quick look)")
+    validity.add_argument("--out", help="also write the per-cell table (Markdown) to this file")
+    validity.add_argument("--verbose", action="store_true", help="print every mutant's outcome")
+    margins = add("seed-margins", cmd_seed_margins, "the worst value of every graded figure over several seeds",
+                  data=True)
+    margins.add_argument("--notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
+    margins.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    margins.add_argument("--retrain", action="store_true",
+                         help="also retrain each notebook's reference with as many training seeds (long)")
+    margins.add_argument("--out", help="also write the table (Markdown) to this file")
     return top
 
 

@@ -6,8 +6,12 @@ set a correct solution does better, so thresholds set here are safe for a real c
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
+from typing import Iterator
+
+_OBSERVERS: list[list[tuple["Figure", float]]] = []
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class Figure:
     def passes(self, value: float) -> bool:
         """Whether `value` is strictly better than the threshold; NaN and infinities never pass."""
         value = float(value)
+        for observer in _OBSERVERS:
+            observer.append((self, value))
         if not math.isfinite(value):
             return False
         return value > self.threshold if self.higher_is_better else value < self.threshold
@@ -164,3 +170,26 @@ CONV_AAE = {
     # Per-pixel test MSE of the adversarial autoencoder (the plain 10-D conv AE: 0.0194). Margin 37 %.
     "aae_mse": Figure(reference=0.0255, threshold=0.035, higher_is_better=False),
 }
+
+
+TABLES = {"AE": AE, "DAE": DAE, "TSNE": TSNE, "VAE": VAE, "CONV_AAE": CONV_AAE}
+
+
+def figure_name(figure: Figure) -> str:
+    """`TABLE.key` of a figure of this module."""
+    for table, figures in TABLES.items():
+        for key, candidate in figures.items():
+            if candidate is figure:
+                return f"{table}.{key}"
+    raise KeyError(figure)
+
+
+@contextlib.contextmanager
+def observed() -> Iterator[list[tuple[Figure, float]]]:
+    """Record every value tested against a figure inside (the seed-margin analysis reads them)."""
+    values: list[tuple[Figure, float]] = []
+    _OBSERVERS.append(values)
+    try:
+        yield values
+    finally:
+        _OBSERVERS.remove(values)

@@ -14,35 +14,20 @@ import pytest
 
 from grader import notebooks, pipeline, submissions
 from grader.collect.common import Inputs
-from grader.judge import judge_notebook, judges_of
-from grader.preprocessors import hand_out
+from grader.inprocess import Notebook, failures
+from grader.judge import judges_of
 from grader.variants import notebooks_under_test, variants_of
 
 NOTEBOOKS = notebooks_under_test()
-SOURCES = {name: notebooks.build_notebook(pipeline.SOURCE / f"{name}.py") for name in NOTEBOOKS}
-HIDDEN = {name: notebooks.hidden_tests(source) for name, source in SOURCES.items()}
+CHECKED = {name: Notebook(name, notebooks.build_notebook(pipeline.SOURCE / f"{name}.py")) for name in NOTEBOOKS}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS if not variant.retrain]
 INPUTS = Inputs(20261122)
-_SETUPS: dict[str, dict] = {}
 
 
-def namespace_of(name: str, replacements: dict[str, str] | None = None) -> dict:
-    """The notebook's definitions with `replacements`, its set-up cells run once per test session."""
-    if name not in _SETUPS:
-        _SETUPS[name] = notebooks.setup_namespace(SOURCES[name])
-    return notebooks.definitions(SOURCES[name], replacements, setup=_SETUPS[name])
-
-
-def failing_cells(name: str, namespace: dict, folder: Path, inputs: Inputs = INPUTS) -> dict[str, str]:
-    """Collect every hidden test of notebook `name` in `namespace`, judge it; return failing cells and messages."""
-    hand_out(folder, inputs)
-    for code in HIDDEN[name].values():
-        try:
-            exec(code, dict(namespace))
-        except Exception:  # a cell that raises collects nothing, and its judge says so
-            pass
-    verdicts = judge_notebook(name, list(HIDDEN[name]), folder, inputs)
-    return {grade_id: verdict.message for grade_id, verdict in verdicts.items() if not verdict.passed}
+def failing_cells(name: str, replacements: dict[str, str] | None, folder: Path) -> dict[str, str]:
+    """Collect every hidden test of notebook `name` with `replacements` for its solution cells, judge it; return failures."""
+    notebook = CHECKED[name]
+    return failures(notebook.check(notebook.namespace(replacements), folder, INPUTS))
 
 
 def submission_dir(tmp_path: Path, name: str) -> Path:
@@ -54,9 +39,9 @@ def submission_dir(tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_every_points_cell_is_collected_and_judged(name):
-    graded = {gid for gid, pts in notebooks.points(SOURCES[name]).items() if pts > 0}
-    assert set(HIDDEN[name]) == graded == set(judges_of(name))
-    for grade_id, code in HIDDEN[name].items():
+    graded = {gid for gid, pts in notebooks.points(CHECKED[name].source).items() if pts > 0}
+    assert set(CHECKED[name].hidden) == graded == set(judges_of(name))
+    for grade_id, code in CHECKED[name].hidden.items():
         assert f'grader.collect.common.store("{grade_id}",' in code, f"{grade_id} does not store its collection"
         assert "grader.judge" not in code and "grader.reference" not in code
 
@@ -64,7 +49,7 @@ def test_every_points_cell_is_collected_and_judged(name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_reference_passes_every_hidden_check(name, tmp_path, monkeypatch):
     monkeypatch.chdir(submission_dir(tmp_path, name))
-    assert failing_cells(name, namespace_of(name), tmp_path) == {}
+    assert failing_cells(name, None, tmp_path) == {}
 
 
 @pytest.mark.parametrize("name, variant", CASES, ids=lambda case: getattr(case, "name", case))
@@ -74,7 +59,7 @@ def test_variant_fails_exactly_its_cells(name, variant, tmp_path, monkeypatch):
     for filename, how in variant.files.items():
         submissions.tamper(folder / filename, how, pipeline.train_reference(name), marker)
     monkeypatch.chdir(folder)
-    failures = failing_cells(name, namespace_of(name, variant.cells), folder)
+    failures = failing_cells(name, variant.cells, folder)
     assert set(failures) == set(variant.fails), failures
     assert not marker.exists(), "a checkpoint ran code while being loaded"
     for message in failures.values():

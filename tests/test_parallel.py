@@ -1,5 +1,6 @@
 """Grading a class on Dask: the same scores as plain sequential `nbgrader autograde`, on SQLite and on
-PostgreSQL; a worker killed mid-run loses no student; a rerun skips unchanged submissions."""
+PostgreSQL; a worker killed mid-run loses no student; a rerun skips unchanged submissions. Grading is
+deterministic: every regrade of a submission gives the same scores and the same feedback messages."""
 from __future__ import annotations
 
 import os
@@ -9,28 +10,43 @@ import time
 
 import pytest
 
-from grader import parallel, pipeline, submissions
+from grader import notebooks, parallel, pipeline, submissions
 from grader.variants import variants_of
 
 NOTEBOOK = "4_tsne"  # the quickest notebook to grade: the tests grade its submissions four times
+MESSAGES: dict[str, dict[str, str]] = {}  # what each graded cell said after the first (sequential) autograde
+
+
+def feedback_messages(course, student: str) -> dict[str, str]:
+    """The text of every graded cell of a student's autograded notebook (the kernel's output and the verdict)."""
+    notebook = notebooks.read(course / "autograded" / student / pipeline.ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    return {grade_id: "".join(output.get("text", "") + "".join(output.get("data", {}).get("text/plain", ""))
+                              + output.get("evalue", "") for output in cell.get("outputs", []))
+            for grade_id, cell in notebooks.cells_by_grade_id(notebook).items()
+            if cell.metadata["nbgrader"].get("grade")}
 
 
 @pytest.fixture(scope="module")
 def students(course) -> list[str]:
-    """A reference, a blank and a wrong submission of one notebook, in the shared test course."""
+    """A reference, a blank and two wrong submissions of one notebook, in the shared test course."""
     reference = pipeline.train_reference(NOTEBOOK)
     submissions.submit_reference(course, "par-reference", NOTEBOOK, reference)
     submissions.submit_blank(course, "par-blank", NOTEBOOK)
     variants = {variant.name: variant for variant in variants_of(NOTEBOOK).VARIANTS}
-    wrong = variants_of(NOTEBOOK).DEMO[0]
-    submissions.submit_variant(course, f"par-{wrong}", variants[wrong], reference)
-    return ["par-reference", "par-blank", f"par-{wrong}"]
+    wrong = variants_of(NOTEBOOK).DEMO[:2]
+    for name in wrong:
+        submissions.submit_variant(course, f"par-{name}", variants[name], reference)
+    return ["par-reference", "par-blank", *(f"par-{name}" for name in wrong)]
 
 
 @pytest.fixture(scope="module")
 def sequential(course, students) -> dict[str, dict]:
     """Scores from plain `nbgrader autograde`, one student after another, into the course's SQLite gradebook."""
-    return {student: pipeline.autograde(course, student).scores for student in students}
+    graded = {}
+    for student in students:
+        graded[student] = pipeline.autograde(course, student).scores
+        MESSAGES[student] = feedback_messages(course, student)
+    return graded
 
 
 def scores(run: parallel.ClassRun) -> dict[str, dict]:
@@ -49,6 +65,13 @@ def test_parallel_on_sqlite_equals_sequential(course, students, sequential):
     run = parallel.grade_class(course, students, workers=2, force=True, progress=False)
     assert not run.errors and not run.skipped
     assert scores(run) == sequential
+
+
+def test_regrading_gives_the_same_feedback_messages(course, students, sequential):
+    # the students were graded again (in parallel) by the test above: every graded cell says the same
+    assert {student: feedback_messages(course, student) for student in students} == MESSAGES
+    failing = [text for text in MESSAGES["par-" + variants_of(NOTEBOOK).DEMO[0]].values() if "Hidden tests passed" not in text]
+    assert failing, "the wrong submission has no failing message, so this compares nothing"
 
 
 def test_a_rerun_skips_unchanged_submissions(course, students, sequential):

@@ -16,6 +16,7 @@ from grader.collect.common import CollectionFailed, Inputs, as_plain, call, grad
 
 COUNT_SIZES = {"pairwise_squared_distances": (60, 240), "find_sigmas": (40, 160)}  # points per operation count
 TSNE_POINTS, TSNE_ITERATIONS, EARLY_ITERATIONS = 300, 300, 20
+API_POINTS, API_ITERATIONS = 100, 4   # short runs that check the initial map, the callback and the defaults
 SGD = {"learning_rate": 10.0, "optimizer": "sgd", "sigma": 2.0}
 ADAM = {"learning_rate": 0.1, "optimizer": "adam", "perplexity": 30.0}
 
@@ -45,10 +46,11 @@ def count_inputs(inputs: Inputs, function: str, features: int, stream: int) -> l
 
 
 def distance_inputs(inputs: Inputs) -> list[torch.Tensor]:
-    """Inputs of pairwise_squared_distances: a fixed triangle, one point, random points and test images."""
+    """Inputs of pairwise_squared_distances: a fixed triangle, one point, spread and close points, test images."""
     generator = inputs.generator(DISTANCE_POINTS)
     return [torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]), torch.randn(1, 3, generator=generator),
-            3.0 * torch.randn(30, 7, generator=generator), secret_images(inputs, 12, DISTANCE_IMAGES)[0]]
+            3.0 * torch.randn(30, 7, generator=generator), secret_images(inputs, 12, DISTANCE_IMAGES)[0],
+            0.05 * torch.randn(20, 4, generator=generator)]
 
 
 def gauss_inputs(inputs: Inputs) -> list[tuple[torch.Tensor, float | torch.Tensor, str]]:
@@ -228,11 +230,24 @@ def tsne_runs(inputs: Inputs) -> dict[str, tuple[int, dict, int]]:
 
 
 def collect_tsne(inputs: Inputs, tsne: Callable) -> dict:
-    """Maps of the secret test images, made with the student's own helpers: short and full runs."""
+    """Maps of the secret test images, made with the student's own helpers: short and full runs, and the API."""
     X = tsne_images(inputs)[0].to(grading_device())
     out = {}
     for key, (n_iter, settings, seed) in tsne_runs(inputs).items():
         arguments = {name: value for name, value in settings.items() if name in ("sigma", "perplexity")}
         out[key] = as_plain(call_building_on(tsne, X.clone(), n_iter, settings["learning_rate"],
                                              optimizer=settings["optimizer"], seed=seed, **arguments))
+    few, seed = X[:API_POINTS].clone(), tsne_seed(inputs)
+    out["initial"] = as_plain(call_building_on(tsne, few.clone(), 0, SGD["learning_rate"], sigma=SGD["sigma"], seed=seed))
+    out["default_perplexity"] = as_plain(call_building_on(tsne, few.clone(), API_ITERATIONS, ADAM["learning_rate"],
+                                                          optimizer="adam", seed=seed))
+    out["perplexity_30"] = as_plain(call_building_on(tsne, few.clone(), API_ITERATIONS, ADAM["learning_rate"],
+                                                     optimizer="adam", perplexity=30.0, seed=seed))
+    calls = []
+    returned = call_building_on(tsne, few.clone(), API_ITERATIONS, SGD["learning_rate"], sigma=SGD["sigma"], seed=seed,
+                                callback=lambda *arguments: calls.append([as_plain(a) if isinstance(a, torch.Tensor)
+                                                                          else a for a in arguments]))
+    out["callback_returned"] = as_plain(returned)
+    out["callback_calls"] = [[a if type(a) in (int, float, bool) or isinstance(a, torch.Tensor) else type(a).__name__
+                              for a in arguments] for arguments in calls[:API_ITERATIONS + 5]]
     return out

@@ -310,6 +310,7 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
     assert not torch.allclose(maps["early_adam"], maps["early_adam_other_perplexity"], atol=1e-6), (
         "tsne gave the same map for perplexity=30 and perplexity=5: when sigma is None, compute the sigmas with "
         "find_sigmas(X, perplexity).")
+    _judge_tsne_api(out)
     runs = (("sgd", "gradient descent (learning rate 10, sigma 2.0)", reference_gauss_p(X.double(), 2.0)),
             ("adam", "Adam (learning rate 0.1, perplexity 30)",
              reference_gauss_p(X.double(), reference_find_sigmas(X.double(), 30.0))))
@@ -328,6 +329,35 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
                 f"With {what}, {collect.TSNE_ITERATIONS} iterations on {n} test images, your map reaches a {name} "
                 f"of {final[figure]:.3f}; it should be above {reference.threshold} (a reference solution reaches "
                 f"about {reference.reference}).")
+
+
+def _judge_tsne_api(out: dict) -> None:
+    """The initial map is drawn from N(0, I), perplexity None means 30, and the callback follows its description."""
+    n, steps = collect.API_POINTS, collect.API_ITERATIONS
+    initial = require_tensor(out.get("initial"), "the map of tsne with n_iter=0 (the initial map)", (n, 2)).double()
+    mean, std = float(initial.mean()), float(initial.std())
+    assert abs(mean) < 0.4 and 0.75 < std < 1.3, (
+        f"With n_iter=0, tsne should return its initial map, drawn from N(0, I) (torch.randn); its values have mean "
+        f"{mean:.2f} and standard deviation {std:.2f}.")
+    default = require_tensor(out.get("default_perplexity"), "the map of tsne with sigma and perplexity None", (n, 2))
+    thirty = require_tensor(out.get("perplexity_30"), "the map of tsne with perplexity=30", (n, 2))
+    assert torch.allclose(default.double(), thirty.double(), atol=1e-5), (
+        "tsne with sigma=None and perplexity=None should use the perplexity 30 (the same map as perplexity=30.0).")
+    calls = out.get("callback_calls")
+    assert isinstance(calls, list) and len(calls) == steps, (
+        f"tsne(..., n_iter={steps}, callback=f) should call f once after each of the {steps} updates, "
+        f"got {len(calls) if isinstance(calls, list) else describe(calls)} calls.")
+    returned = require_tensor(out.get("callback_returned"), "the map returned by tsne with a callback", (n, 2))
+    for number, arguments in enumerate(calls, start=1):
+        assert isinstance(arguments, list) and len(arguments) == 3, (
+            f"The callback should receive three arguments (iteration, map, loss), got {describe(arguments)}.")
+        iteration, current, loss = arguments
+        assert type(iteration) is int and iteration == number, (
+            f"Call {number} of the callback should receive the iteration number {number} first, got {describe(iteration)}.")
+        require_tensor(current, f"the map given to the callback at iteration {number}", (n, 2))
+        assert type(loss) is float, f"The callback's third argument should be the loss as a Python float, got {describe(loss)}."
+    assert torch.allclose(calls[-1][1].double(), returned.double(), atol=1e-6), (
+        "The map given to the callback after the last update should be the map tsne returns.")
 
 
 JUDGES = {

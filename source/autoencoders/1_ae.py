@@ -363,9 +363,9 @@ def test_mse(model):
 
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 ae10 = Autoencoder(10)
 if not skip_training:
-    torch.manual_seed(0)
     history = train(ae10, n_epochs=10, lr=1e-3, batch_size=64)
     print("last training loss:", round(history[-1], 4))
     save_model(ae10.encoder, "1_ae_encoder.pth")
@@ -480,9 +480,9 @@ grader.collect.common.store("test_compression", grader.collect.ae.collect_compre
 ### END HIDDEN TESTS
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 compression_ae = CompressionAutoencoder()
 if not skip_training:
-    torch.manual_seed(0)
     train(compression_ae, n_epochs=50, lr=0.01, batch_size=256)
     save_model(compression_ae, "1_ae_compression.pth")
 else:
@@ -509,10 +509,10 @@ grader.collect.common.store("test_compression_trained", grader.collect.ae.collec
 # * random codes drawn from a wide Gaussian around the origin.
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 ae2 = Autoencoder(2)
 have_ae2 = True
 if not skip_training:
-    torch.manual_seed(0)
     train(ae2, n_epochs=20, lr=1e-3, batch_size=200)
     save_model(ae2, "1_ae_2d.pth")
 else:
@@ -617,9 +617,9 @@ grader.collect.common.store("test_sparsity_penalty", grader.collect.ae.collect_s
 # every unit is pushed to $\rho$?
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 sparse_ae = CompressionAutoencoder()
 if not skip_training:
-    torch.manual_seed(0)
     train(sparse_ae, n_epochs=20, lr=0.01, batch_size=256, penalty=lambda codes: 3e-4 * sparsity_penalty(codes))
     with torch.no_grad():
         sparse_codes = sparse_ae.to(device)(x_test.to(device))[0].cpu()

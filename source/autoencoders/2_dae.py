@@ -269,9 +269,9 @@ print("Denoiser returns the right shape.")
 # the noisy inputs themselves (a reference solution: about {{DAE.denoiser_mse.reference:.3f}}).
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 denoiser = Denoiser()
 if not skip_training:
-    torch.manual_seed(0)
     history = train(denoiser, lambda batch: (add_noise(batch), batch), n_epochs=5)
     print("training losses per epoch:", np.round(history, 4))
     save_model(denoiser, "2_dae_denoiser.pth")
@@ -451,9 +451,9 @@ def variance_pair(batch):
     return add_noise(target), target
 
 
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 dae = DAE(10)
 if not skip_training:
-    torch.manual_seed(0)
     history = train(dae, variance_pair, n_epochs=25)
     plt.plot(history)
     plt.xlabel("epoch")
@@ -612,9 +612,9 @@ grader.collect.common.store("test_super_resolution_learns", grader.collect.dae.c
 # a reference solution reaches about {{DAE.superres_mse.reference:.4f}}.
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 super_resolution = SuperResolution()
 if not skip_training:
-    torch.manual_seed(0)
     history = train(super_resolution, lambda batch: (downsample(batch), batch), n_epochs=3)
     print("training losses per epoch:", np.round(history, 5))
     save_model(super_resolution, "2_dae_superres.pth")

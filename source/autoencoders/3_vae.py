@@ -465,9 +465,9 @@ def train_vae(encoder, decoder, n_epochs, lr=1e-3, batch_size=64):
 
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 encoder, decoder = Encoder(10), Decoder(10)
 if not skip_training:
-    torch.manual_seed(0)
     history = train_vae(encoder, decoder, n_epochs=25, lr=1e-3, batch_size=64)
     plt.plot(history)
     plt.xlabel("epoch")
@@ -805,9 +805,9 @@ def train_bernoulli(model, n_epochs, lr=1e-4, batch_size=128, kl_weight=1e-3):
 
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 bernoulli_vae = BernoulliVAE()
 if not skip_training:
-    torch.manual_seed(0)
     history = train_bernoulli(bernoulli_vae, n_epochs=50)
     print(f"last training loss: {history[-1]:.4f}")
     save_model(bernoulli_vae, "3_vae_bernoulli.pth")

@@ -285,9 +285,9 @@ def train_autoencoder(model, n_epochs, lr=1e-3, batch_size=64):
 # images). A reference solution reaches about {{CONV_AAE.ae10_mse.reference:.3f}}. PCA with 10 components gives 0.036, the mean image 0.067.
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 conv_ae = nn.Sequential(ConvEncoder(10), ConvDecoder(10))
 if not skip_training:
-    torch.manual_seed(0)
     history = train_autoencoder(conv_ae, n_epochs=15)
     print(f"last epoch: train loss {history[-1][0]:.4f}, test loss {history[-1][1]:.4f}")
     save_model(conv_ae, "5_conv_aae_ae.pth")
@@ -330,10 +330,10 @@ print("Visible tests passed.")
 # their label.
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 conv_ae2 = nn.Sequential(ConvEncoder(2), ConvDecoder(2))
 have_ae2d = True
 if not skip_training:
-    torch.manual_seed(0)
     history = train_autoencoder(conv_ae2, n_epochs=10)
     save_model(conv_ae2, "5_conv_aae_ae2d.pth")
 else:
@@ -537,9 +537,9 @@ def train_vae(model, n_epochs, lr=1e-3, batch_size=64):
 
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 vae = ConvVAE(10)
 if not skip_training:
-    torch.manual_seed(0)
     history = train_vae(vae, n_epochs=15)
     print(f"last training loss: {history[-1]:.1f}")
     save_model(vae, "5_conv_aae_vae.pth")
@@ -825,10 +825,10 @@ def train_aae(autoencoder, discriminator, n_epochs, batch_size=64):
 
 
 # %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 aae = nn.Sequential(ConvEncoder(8), ConvDecoder(8))
 discriminator = Discriminator(8)
 if not skip_training:
-    torch.manual_seed(0)
     train_aae(aae, discriminator, n_epochs=15)
     save_model(aae, "5_conv_aae_aae.pth")
 else:

@@ -1,0 +1,124 @@
+"""Seed margins: how close a correct solution with other seeds comes to each graded threshold.
+
+Two sources of chance decide a correct student's figures: the seeds of their own training (their
+checkpoints) and the grader's secret seed (held-out subsets, noise, the short training runs inside
+hidden checks). `margins` checks the reference solution under several grading seeds and, with
+`retrain`, under as many training seeds (the notebook's `torch.manual_seed(k)` calls shifted to
+`k + 1000 * seed`), records every value judged against a figure of `grader.reference`, and reports
+the worst one of each figure and its margin to the threshold.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from grader import notebooks, pipeline
+from grader.collect.common import Inputs
+from grader.inprocess import Notebook
+from grader.reference import Figure, figure_name, observed
+
+SEEDS = 5
+GRADING_SEED = 20261122
+SEED_CALL = re.compile(r"\btorch\.manual_seed\((\d+)\)")
+TRAINED = ("1_ae", "2_dae", "3_vae", "5_conv_aae")  # notebooks with checkpoints (4_tsne's checks train nothing kept)
+
+
+@dataclass
+class Margin:
+    """Every value one figure was judged on, over the seeds."""
+    name: str
+    figure: Figure
+    values: list[tuple[str, float]] = field(default_factory=list)   # (run, value)
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        """The run whose value came closest to (or beyond) the threshold."""
+        key = (lambda item: item[1]) if self.figure.higher_is_better else (lambda item: -item[1])
+        return min(self.values, key=key)
+
+    @property
+    def margin(self) -> float:
+        """How far the worst value is on the right side of the threshold, relative to it (negative: it failed)."""
+        value = self.worst[1]
+        distance = value - self.figure.threshold if self.figure.higher_is_better else self.figure.threshold - value
+        return distance / abs(self.figure.threshold)
+
+
+def seeded_training_notebook(name: str, seed: int):
+    """The reference's training notebook with every `torch.manual_seed(k)` shifted to `k + 1000 * seed`."""
+    notebook = pipeline.training_notebook(notebooks.build_notebook(pipeline.SOURCE / f"{name}.py"))
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.source = SEED_CALL.sub(lambda match: f"torch.manual_seed({int(match.group(1)) + 1000 * seed})",
+                                        cell.source)
+    return notebook
+
+
+def train_seeded(name: str, seed: int, cache: Path = pipeline.REPO / ".cache" / "seeds") -> Path:
+    """Checkpoints of the reference of `name` trained with training seed `seed` (0: the reference's own)."""
+    if seed == 0:
+        return pipeline.train_reference(name)
+    folder = cache / f"{name}-{pipeline.source_digest(name)}-seed{seed}"
+    if not (folder / ".done").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(pipeline.SOURCE / "aelib", folder / "aelib", ignore=shutil.ignore_patterns("__pycache__"))
+        executed = pipeline.execute(seeded_training_notebook(name, seed), folder, f"training {name}, seed {seed}")
+        notebooks.write(executed, folder / f"{name}.ipynb")
+        (folder / ".done").touch()
+    return folder
+
+
+def judged_values(notebook: Notebook, checkpoints: Path, inputs: Inputs) -> tuple[list[tuple[Figure, float]], dict]:
+    """Values judged against figures when the reference with `checkpoints` is checked under `inputs`; failures."""
+    with tempfile.TemporaryDirectory(prefix="aecourse-seeds-") as scratch:
+        folder = Path(scratch)
+        for checkpoint in checkpoints.glob(f"{notebook.name}_*.pth"):
+            shutil.copy(checkpoint, folder / checkpoint.name)
+        before = os.getcwd()
+        os.chdir(folder)
+        try:
+            with observed() as values:
+                verdicts = notebook.check(notebook.namespace(), folder, inputs)
+        finally:
+            os.chdir(before)
+    return values, {grade_id: verdict.message for grade_id, verdict in verdicts.items() if not verdict.passed}
+
+
+def margins(names: list[str], seeds: int = SEEDS, retrain: bool = False,
+            progress: Callable[[str], None] = lambda line: None) -> tuple[list[Margin], dict[str, dict]]:
+    """Worst value of each judged figure over `seeds` grading seeds (and training seeds with `retrain`); failures."""
+    torch.set_num_threads(1)
+    found: dict[str, Margin] = {}
+    failures: dict[str, dict] = {}
+    for name in names:
+        notebook = Notebook(name, notebooks.build_notebook(pipeline.SOURCE / f"{name}.py"))
+        for seed in range(seeds):
+            training_seed = seed if retrain and name in TRAINED else 0
+            run = f"{name} training seed {training_seed}, grading seed {seed}"
+            values, failed = judged_values(notebook, train_seeded(name, training_seed), Inputs(GRADING_SEED + seed))
+            if failed:
+                failures[run] = failed
+            for figure, value in values:
+                key = figure_name(figure)
+                found.setdefault(key, Margin(key, figure)).values.append((run, value))
+            progress(f"{run}: {len(values)} values, {len(failed)} failing cell(s)")
+    return sorted(found.values(), key=lambda margin: margin.name), failures
+
+
+def table(found: list[Margin]) -> str:
+    """The margins as a Markdown table: figure, threshold, reference, worst seed's value, margin."""
+    rows = ["| figure | threshold | reference | runs | worst value | worst run | margin |", "|---|---:|---:|---:|---:|---|---:|"]
+    for margin in found:
+        figure = margin.figure
+        direction = ">" if figure.higher_is_better else "<"
+        run, value = margin.worst
+        rows.append(f"| {margin.name} | {direction} {figure.threshold:g} | {figure.reference:g} | {len(margin.values)} | "
+                    f"{value:.4g} | {run} | {margin.margin:+.0%} |")
+    return "\n".join(rows)
