@@ -269,12 +269,38 @@ def test_judges_reject_garbage_without_passing_it():
         judge.judge_tsne({}, INPUTS)
 
 
+def api_outputs(generator: torch.Generator) -> dict:
+    """Collected short runs of tsne that follow its description: N(0, I) start, perplexity 30, a callback per update."""
+    n, steps = collect.API_POINTS, collect.API_ITERATIONS
+    maps = [torch.randn(n, 2, generator=generator) for _ in range(steps)]
+    default = torch.randn(n, 2, generator=generator)
+    return {"initial": torch.randn(n, 2, generator=generator), "default_perplexity": default,
+            "perplexity_30": default.clone(), "callback_returned": maps[-1].clone(),
+            "callback_calls": [[step, Y, 1.5] for step, Y in enumerate(maps, start=1)]}
+
+
 def test_random_maps_fail_the_tsne_judge():
     generator = torch.Generator().manual_seed(0)
     maps = {key: torch.randn(collect.TSNE_POINTS, 2, generator=generator) for key in collect.tsne_runs(INPUTS)}
     maps["early_sgd_again"] = maps["early_sgd"]
     with pytest.raises(AssertionError, match="KL divergence of your map"):
-        judge.judge_tsne(maps, INPUTS)
+        judge.judge_tsne({**maps, **api_outputs(generator)}, INPUTS)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda out: out.update(initial=torch.rand(collect.API_POINTS, 2)), "drawn from N"),
+    (lambda out: out.update(default_perplexity=out["default_perplexity"] + 0.1), "perplexity 30"),
+    (lambda out: out["callback_calls"].pop(), "once after each"),
+    (lambda out: out["callback_calls"][0].__setitem__(0, 0), "iteration number 1"),
+    (lambda out: out["callback_calls"][1].__setitem__(2, torch.tensor(1.5)), "Python float"),
+    (lambda out: out.update(callback_returned=-out["callback_returned"]), "the map tsne returns"),
+])
+def test_tsne_api_mistakes_are_named(change, message):
+    out = api_outputs(torch.Generator().manual_seed(1))
+    judge._judge_tsne_api(out)
+    change(out)
+    with pytest.raises(AssertionError, match=message):
+        judge._judge_tsne_api(out)
 
 
 def test_thresholds_keep_a_margin_and_the_notebook_quotes_them():

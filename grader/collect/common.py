@@ -135,6 +135,41 @@ def as_plain(value: Any) -> Any:
     return type(value).__name__
 
 
+SAMPLING_COPIES = 1000  # forward passes of each image when checking the codes a VAE draws
+
+
+def sampled_codes(model: nn.Module, decode: str, images: torch.Tensor, train: bool) -> dict:
+    """The codes a VAE's forward decodes for `SAMPLING_COPIES` copies of each image, beside its z_mean and z_logvar.
+
+    `decode` names what forward must decode with: a submodule (`decoder`) or a method (`decode`); what it
+    receives is recorded. The judge tests that the codes are z_mean + exp(z_logvar / 2) * eps, eps ~ N(0, I).
+    """
+    batch = images.repeat_interleave(SAMPLING_COPIES, dim=0)
+    received: list[torch.Tensor] = []
+    target = getattr(model, decode, None)
+    if isinstance(target, nn.Module):
+        handle = target.register_forward_pre_hook(lambda module, args: received.append(as_plain(args[0])))
+        restore = handle.remove
+    elif callable(target):
+        def recording(z, *args, **kwargs):
+            received.append(as_plain(z))
+            return target(z, *args, **kwargs)
+        setattr(model, decode, recording)
+        restore = lambda: delattr(model, decode)  # noqa: E731 (the class's method shows through again)
+    else:
+        return {"codes": f"no {decode}"}
+    model.train(train)
+    try:
+        with torch.no_grad():
+            output = call(model, batch)
+    finally:
+        restore()
+    if not isinstance(output, tuple) or len(output) != 3:
+        return {"codes": type(output).__name__}
+    return {"codes": received[0] if len(received) == 1 else f"{len(received)} calls",
+            "z_mean": as_plain(output[1]), "z_logvar": as_plain(output[2])}
+
+
 def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels of the course's train or test split."""
     return load_mnist(name)

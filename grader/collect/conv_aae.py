@@ -15,7 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted, split,
+from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted,
+                                   sampled_codes, split,
                                    train_briefly)
 
 AE_FILE, VAE_FILE, AAE_FILE = "5_conv_aae_ae.pth", "5_conv_aae_vae.pth", "5_conv_aae_aae.pth"
@@ -199,6 +200,8 @@ def collect_conv_vae(inputs: Inputs, ConvVAE: Callable) -> dict:
         if out[f"has_decoder{n}"]:
             with torch.no_grad():
                 out[f"decoded{n}"] = as_plain(call(decoder, torch.randn(3, n, generator=codes)))
+            bright = torch.rand(2, *IMAGE, generator=images) * torch.tensor([1.0, 8.0]).reshape(2, 1, 1, 1)
+            out[f"sampled{n}"] = sampled_codes(model, "decoder", bright, train=False)
     return out
 
 

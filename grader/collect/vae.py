@@ -18,7 +18,8 @@ from torch import nn
 from torch.distributions import Normal
 
 from aelib.data import variance_mnist
-from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted, split,
+from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted,
+                                   sampled_codes, split,
                                    train_briefly)
 
 ENCODER_FILE, DECODER_FILE, BERNOULLI_FILE = "3_vae_encoder.pth", "3_vae_decoder.pth", "3_vae_bernoulli.pth"
@@ -320,6 +321,9 @@ def collect_bernoulli_vae(inputs: Inputs, BernoulliVAE: Callable) -> dict:
         out[f"encoded{n}"] = [as_plain(v) for v in encoded] if isinstance(encoded, tuple) else type(encoded).__name__
         out[f"decoded{n}"] = as_plain(decoded)
         out[f"forward{n}"] = [as_plain(v) for v in forward] if isinstance(forward, tuple) else type(forward).__name__
+    # A 40 times brighter image gives log-variances of 1 to 4 in size, where a wrong scale of eps shows.
+    images = torch.cat([split("test")[0][:1], 40 * split("test")[0][1:2]])
+    out["sampled"] = sampled_codes(model, "decode", images, train=True)
     return out
 
 

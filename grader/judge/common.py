@@ -107,3 +107,24 @@ def require_figure(figure: Figure, value: float, message: str) -> None:
     """Fail with `message` unless `value` reaches the threshold of `figure` (its direction included)."""
     assert figure.passes(value), message
 
+
+
+def require_reparameterised(sampled: Any, what: str, decode: str) -> None:
+    """Codes a VAE decoded are z_mean + exp(z_logvar / 2) * eps with eps ~ N(0, I), judged per image and dimension."""
+    from grader.collect.common import SAMPLING_COPIES
+
+    assert isinstance(sampled, dict) and isinstance(sampled.get("codes"), torch.Tensor), (
+        f"{what}'s forward should decode the codes it samples with {decode} once per call (got "
+        f"{describe(sampled.get('codes') if isinstance(sampled, dict) else sampled)}).")
+    z_mean = require_tensor(sampled.get("z_mean"), f"z_mean of {what}")
+    z = require_tensor(sampled["codes"], f"the codes {what} decodes", tuple(z_mean.shape))
+    z_logvar = require_tensor(sampled.get("z_logvar"), f"z_logvar of {what}", tuple(z_mean.shape))
+    noise = ((z.double() - z_mean.double()) / torch.exp(0.5 * z_logvar.double())).reshape(-1, SAMPLING_COPIES,
+                                                                                          z.shape[1])
+    mean, std = noise.mean(dim=1), noise.std(dim=1)
+    # 1,000 draws a dimension: the mean of N(0, 1) noise lies within 0.15 and its spread within 12 % of 1 (about 5 sigma)
+    assert bool((mean.abs() < 0.15).all() and ((std - 1).abs() < 0.12).all()), (
+        f"The codes {what} decodes are not z_mean + exp(z_logvar / 2) * eps with eps ~ N(0, I): over 1,000 forward "
+        f"passes of one image, (z - z_mean) / exp(z_logvar / 2) has means from {float(mean.min()):.2f} to "
+        f"{float(mean.max()):.2f} and standard deviations from {float(std.min()):.2f} to {float(std.max()):.2f} "
+        "(expected 0 and 1). Draw eps with torch.randn_like and scale it by the standard deviation exp(z_logvar / 2).")

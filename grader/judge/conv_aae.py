@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from aelib.evaluation import mse_per_pixel
 from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import close, describe, require_scalar, require_tensor, tensors_close
+from grader.judge.common import close, describe, require_scalar, require_tensor, require_reparameterised, tensors_close
 from grader.reference import CONV_AAE as FIGURES
 
 IMAGE = collect.IMAGE
@@ -185,6 +185,7 @@ def judge_conv_vae(out: dict, inputs: Inputs) -> None:
         assert out.get(f"has_decoder{n}") is True, (
             f"ConvVAE({n}) should keep its decoder (a ConvDecoder({n})) as the attribute self.decoder.")
         require_tensor(out.get(f"decoded{n}"), f"ConvVAE({n}).decoder applied to codes of shape (3, {n})", (3, *IMAGE))
+        require_reparameterised(out.get(f"sampled{n}"), f"ConvVAE({n})", "self.decoder")
 
 
 def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:

@@ -14,7 +14,7 @@ import torch
 from aelib.evaluation import classifier_accuracy
 from grader.collect import vae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import close, describe, require_scalar, require_tensor
+from grader.judge.common import close, describe, require_scalar, require_tensor, require_reparameterised
 from grader.reference import VAE as FIGURES
 
 N_COMPONENTS, IMAGE = collect.N_COMPONENTS, collect.IMAGE
@@ -392,6 +392,7 @@ def judge_bernoulli_vae(out: dict, inputs: Inputs) -> None:
         assert torch.allclose(forward_mean, z_mean, atol=1e-5) and torch.allclose(forward_logvar, z_logvar,
                                                                                   atol=1e-5), (
             "forward should return the z_mean and z_logvar that encode gives for the same images.")
+    require_reparameterised(out.get("sampled"), "BernoulliVAE()", "self.decode")
 
 
 def judge_bernoulli_trained(out: dict, inputs: Inputs) -> None:

@@ -174,6 +174,11 @@ WRONG = [
 z_mean, z_logvar = self.encoder(x).chunk(2, dim=1)
 return self.decoder(z_mean), z_mean, z_logvar
 '''))}),
+    _variant("vae_std_is_the_variance", "ConvVAE samples with exp(z_logvar) as the standard deviation", {"test_conv_vae"},
+             cells={"conv_vae": VAE_TEMPLATE.format(forward=_indent('''
+z_mean, z_logvar = self.encoder(x).chunk(2, dim=1)
+return self.decoder(z_mean + torch.exp(z_logvar) * torch.randn_like(z_mean)), z_mean, z_logvar
+'''))}),
     _variant("discriminator_with_sigmoid", "Discriminator ends with a sigmoid: probabilities, not logits",
              {"test_discriminator"}, cells={"discriminator": SIGMOID_DISCRIMINATOR}),
     _variant("discriminator_loss_labels_swapped", "discriminator_loss labels prior samples 0 and codes 1",

@@ -61,6 +61,13 @@ SEEDED = "Y = torch.randn(len(X), 2, generator=torch.Generator().manual_seed(see
 BOTH = "torch.optim.SGD([Y], lr=learning_rate) if optimizer == 'sgd' else torch.optim.Adam([Y], lr=learning_rate)"
 
 WRONG = [
+    _variant("tsne_uniform_initial_map", "tsne starts from torch.rand (uniform on [0, 1)) instead of N(0, I)",
+             {"test_tsne"}, cells={"tsne": TSNE_TEMPLATE.format(
+                 start="Y = torch.rand(len(X), 2, generator=torch.Generator().manual_seed(seed)).to(X.device)",
+                 optimizer=BOTH, sign="")}),
+    _variant("tsne_callback_counts_from_zero", "tsne's callback receives the iteration numbers 0 to n_iter - 1",
+             {"test_tsne"}, cells={"tsne": TSNE_TEMPLATE.format(start=SEEDED, optimizer=BOTH, sign="").replace(
+                 "callback(iteration,", "callback(iteration - 1,")}),
     _variant("distances_python_loop", "the right distances, computed one point at a time in a Python loop",
              {"test_pairwise_distances"}, cells={"pairwise_squared_distances": '''
 def pairwise_squared_distances(X):

@@ -127,6 +127,16 @@ def loss_bce(x_rec, x):
 z_mean, z_logvar = self.encode(x)
 return self.decode(z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)), z_mean, z_logvar
 '''))}),
+    _variant("bernoulli_std_is_the_variance", "BernoulliVAE samples with exp(z_logvar) as the standard deviation",
+             {"test_bernoulli_vae"}, cells={"bernoulli_vae": BERNOULLI_TEMPLATE.format(hidden=128, forward=_indent('''
+z_mean, z_logvar = self.encode(x)
+return self.decode(z_mean + torch.exp(z_logvar) * torch.randn_like(z_mean)), z_mean, z_logvar
+'''))}),
+    _variant("bernoulli_uniform_noise", "BernoulliVAE draws eps from the uniform torch.rand_like",
+             {"test_bernoulli_vae"}, cells={"bernoulli_vae": BERNOULLI_TEMPLATE.format(hidden=128, forward=_indent('''
+z_mean, z_logvar = self.encode(x)
+return self.decode(z_mean + torch.exp(0.5 * z_logvar) * torch.rand_like(z_mean)), z_mean, z_logvar
+'''))}),
     _variant("missing_encoder_checkpoint", "3_vae_encoder.pth was not submitted",
              {"test_vae_trained", "test_vae_classifier"}, files={"3_vae_encoder.pth": "missing"}),
     _variant("pickle_payload_decoder_checkpoint", "3_vae_decoder.pth is a pickle that runs code when unpickled",
