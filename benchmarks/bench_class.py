@@ -126,8 +126,9 @@ def main() -> None:
         print("scale-out, per student:")
         for workers in (2, 4, 8):
             print(f"  Dask scheduler overhead, {workers} worker processes: {scheduler_overhead(workers):.2f} ms/task")
-        shutil.copy(root / "gradebook.db", Path(tmp) / "writes.db")
-        print(f"  gradebook write, SQLite: {gradebook_write(f'sqlite:///{Path(tmp) / 'writes.db'}'):.1f} ms/student")
+        writes = Path(tmp) / "writes.db"
+        shutil.copy(root / "gradebook.db", writes)
+        print(f"  gradebook write, SQLite: {gradebook_write(f'sqlite:///{writes}'):.1f} ms/student")
         if args.postgres:
             parallel.ensure_assignment(root, args.postgres)
             print(f"  gradebook write, PostgreSQL: {gradebook_write(args.postgres):.1f} ms/student")

@@ -91,3 +91,15 @@ def test_every_graded_cell_kills_its_mutants():
     assert sum(len(report.outcomes) for report in reports) >= 300
     assert all(report.score >= 0.95 for report in reports), mutation.table(reports)
     assert not mutation.stale_entries(reports, mutation.load_equivalent())
+
+
+def test_every_threshold_keeps_a_margin_over_grading_seeds():
+    # CI-sized: the reference checkpoints under 3 grading seeds; `aecourse seed-margins --retrain` runs 5 grading
+    # and 5 training seeds (docs/seed_margins.md)
+    found, failures = seeds.margins([path.stem for path in notebooks.source_files(pipeline.SOURCE)], seeds=3)
+    print("\n" + seeds.table(found))
+    assert not failures, failures
+    judged = {margin.name for margin in found}
+    assert {"AE.ae10_mse", "DAE.brief_dae_mse", "VAE.brief_training_elbo", "TSNE.check_adam_1nn",
+            "CONV_AAE.aae_mmd"} <= judged
+    assert all(len(margin.values) >= 3 and margin.margin > 0 for margin in found), seeds.table(found)
