@@ -6,6 +6,8 @@ functions `JudgeCollected` runs during `nbgrader autograde`. Student submissions
 """
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -46,6 +48,22 @@ class Notebook:
             if stop_at_first_failure and not verdicts[grade_id].passed:
                 break
         return verdicts
+
+
+def put_checkpoints(name: str, source: Path, folder: Path, link: bool = False) -> Path:
+    """`folder` holding the checkpoints of notebook `name` found in `source`, as a submission folder holds them.
+
+    `link` hard-links instead of copying: only for callers that never write to them (tampering would
+    change the source too).
+    """
+    for checkpoint in Path(source).glob(f"{name}_*.pth"):
+        try:
+            if not link:
+                raise OSError
+            os.link(checkpoint, folder / checkpoint.name)
+        except OSError:
+            shutil.copy(checkpoint, folder / checkpoint.name)
+    return folder
 
 
 def failures(verdicts: dict[str, Verdict]) -> dict[str, str]:

@@ -7,14 +7,13 @@ reference, the blank release, the variants that must be retrained and the hostil
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from grader import notebooks, pipeline, submissions
 from grader.collect.common import Inputs
-from grader.inprocess import Notebook, failures
+from grader.inprocess import Notebook, failures, put_checkpoints
 from grader.judge import judges_of
 from grader.variants import notebooks_under_test, variants_of
 
@@ -32,9 +31,7 @@ def failing_cells(name: str, replacements: dict[str, str] | None, folder: Path) 
 
 def submission_dir(tmp_path: Path, name: str) -> Path:
     """A folder holding the reference checkpoints of `name`, as a submission folder holds them."""
-    for path in pipeline.train_reference(name).glob(f"{name}_*.pth"):
-        shutil.copy(path, tmp_path / path.name)
-    return tmp_path
+    return put_checkpoints(name, pipeline.train_reference(name), tmp_path)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from grader.collect.common import ERROR_KEY, Inputs, collected_path, quiet, single_thread
+from grader.collect.common import ERROR_KEY, SAMPLING_COPIES, Inputs, collected_path, quiet, single_thread
 from grader.reference import Figure
 
 MAX_COLLECTED_BYTES = 128 * 2**20
@@ -111,8 +111,6 @@ def require_figure(figure: Figure, value: float, message: str) -> None:
 
 def require_reparameterised(sampled: Any, what: str, decode: str) -> None:
     """Codes a VAE decoded are z_mean + exp(z_logvar / 2) * eps with eps ~ N(0, I), judged per image and dimension."""
-    from grader.collect.common import SAMPLING_COPIES
-
     assert isinstance(sampled, dict) and isinstance(sampled.get("codes"), torch.Tensor), (
         f"{what}'s forward should decode the codes it samples with {decode} once per call (got "
         f"{describe(sampled.get('codes') if isinstance(sampled, dict) else sampled)}).")

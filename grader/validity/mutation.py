@@ -11,6 +11,7 @@ as equivalent, with the reason, in `equivalent.toml` beside this file.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ import torch
 
 from grader import notebooks, pipeline
 from grader.collect.common import Inputs
-from grader.inprocess import Notebook
+from grader.inprocess import Notebook, put_checkpoints
 from grader.validity.mutants import Mutant, mutants_of_cell
 
 EQUIVALENT_FILE = Path(__file__).with_name("equivalent.toml")
@@ -125,7 +126,7 @@ class NotebookRun:
         self.name = name
         self.source = notebooks.build_notebook(pipeline.SOURCE / f"{name}.py")
         self.notebook = Notebook(name, self.source)
-        self.checkpoints = sorted(pipeline.train_reference(name).glob(f"{name}_*.pth"))
+        self.checkpoints = pipeline.train_reference(name)
         self.workdir = workdir
         self.cells = {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in self.source.cells
                       if cell.metadata.get("nbgrader", {}).get("solution")}
@@ -134,12 +135,7 @@ class NotebookRun:
     def folder(self, label: str) -> Path:
         """A fresh submission folder holding the reference checkpoints."""
         folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=self.workdir))
-        for checkpoint in self.checkpoints:
-            try:
-                os.link(checkpoint, folder / checkpoint.name)
-            except OSError:
-                shutil.copy(checkpoint, folder / checkpoint.name)
-        return folder
+        return put_checkpoints(self.name, self.checkpoints, folder, link=True)  # hidden tests only read them
 
     def run_reference(self) -> dict[str, str]:
         """Check the unmutated reference here (warming every cache the forked mutants share); return failures."""
@@ -148,7 +144,8 @@ class NotebookRun:
         failures = {}
         for grade_id in self.notebook.hidden:
             started = time.perf_counter()
-            verdict = self._in(folder, lambda: self.notebook.check(namespace, folder, INPUTS, [grade_id]))[grade_id]
+            with contextlib.chdir(folder):
+                verdict = self.notebook.check(namespace, folder, INPUTS, [grade_id])[grade_id]
             self.costs[grade_id] = time.perf_counter() - started
             if not verdict.passed:
                 failures[grade_id] = verdict.message
@@ -167,24 +164,16 @@ class NotebookRun:
         """In a child process: (status, check, message) of one mutant."""
         folder = self.folder(mutant.key)
         try:
-            namespace = self._in(folder, lambda: self.notebook.namespace({mutant.cell: mutant.code}))
+            with contextlib.chdir(folder):
+                namespace = self.notebook.namespace({mutant.cell: mutant.code})
         except BaseException as error:  # the cell itself raises: every check of it fails
             return "killed", target.checks[0], f"the cell raises {type(error).__name__}: {error}"
         for grade_id in self.ordered(target):
-            verdict = self._in(folder, lambda: self.notebook.check(namespace, folder, INPUTS, [grade_id]))[grade_id]
+            with contextlib.chdir(folder):
+                verdict = self.notebook.check(namespace, folder, INPUTS, [grade_id])[grade_id]
             if not verdict.passed:
                 return "killed", grade_id, verdict.message
         return "survived", "", ""
-
-    @staticmethod
-    def _in(folder: Path, action: Callable):
-        """Run `action` with `folder` as the working folder (where hidden tests read and write)."""
-        before = os.getcwd()
-        os.chdir(folder)
-        try:
-            return action()
-        finally:
-            os.chdir(before)
 
 
 def _child(run: NotebookRun, mutant: Mutant, target: Target, connection) -> None:

@@ -9,7 +9,7 @@ the worst one of each figure and its margin to the threshold.
 """
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import shutil
 import tempfile
@@ -21,7 +21,7 @@ import torch
 
 from grader import notebooks, pipeline
 from grader.collect.common import Inputs
-from grader.inprocess import Notebook
+from grader.inprocess import Notebook, put_checkpoints
 from grader.reference import Figure, figure_name, observed
 
 SEEDS = 5
@@ -78,16 +78,9 @@ def train_seeded(name: str, seed: int, cache: Path = pipeline.REPO / ".cache" / 
 def judged_values(notebook: Notebook, checkpoints: Path, inputs: Inputs) -> tuple[list[tuple[Figure, float]], dict]:
     """Values judged against figures when the reference with `checkpoints` is checked under `inputs`; failures."""
     with tempfile.TemporaryDirectory(prefix="aecourse-seeds-") as scratch:
-        folder = Path(scratch)
-        for checkpoint in checkpoints.glob(f"{notebook.name}_*.pth"):
-            shutil.copy(checkpoint, folder / checkpoint.name)
-        before = os.getcwd()
-        os.chdir(folder)
-        try:
-            with observed() as values:
-                verdicts = notebook.check(notebook.namespace(), folder, inputs)
-        finally:
-            os.chdir(before)
+        folder = put_checkpoints(notebook.name, checkpoints, Path(scratch))
+        with contextlib.chdir(folder), observed() as values:
+            verdicts = notebook.check(notebook.namespace(), folder, inputs)
     return values, {grade_id: verdict.message for grade_id, verdict in verdicts.items() if not verdict.passed}
 
 
