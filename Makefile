@@ -34,10 +34,10 @@ test-services:
 demo: install
 	$(BIN)/aecourse demo --data-dir $(DATA) --offline-split
 
-# The reference checkpoints first (cached; torch on both cores), then the suite on two workers, one test
+# The reference checkpoints and the retrained variants first (cached; two notebooks at a time), then the suite on two workers, one test
 # file each at a time: test_pipeline.py grades every submission once on one (a two-worker Dask cluster).
 test: install test-services
-	$(BIN)/aecourse train-reference --data-dir $(DATA) --offline-split
+	$(BIN)/aecourse train-reference --data-dir $(DATA) --offline-split --variants
 	AUTOENCODERS_DATA_DIR=$(abspath $(DATA)) AUTOENCODERS_OFFLINE_SPLIT=1 AECOURSE_TEST_NOTEBOOKS= \
 		$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 

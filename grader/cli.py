@@ -57,10 +57,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train_reference(args: argparse.Namespace) -> int:
-    """Train the reference checkpoints of each notebook by executing its reference solution."""
+    """Train the reference checkpoints of each notebook (and, with --variants, the variants that retrain)."""
     use_data(args)
-    for name in args.notebooks or notebook_names():
-        print(f"{name}: reference checkpoints in {pipeline.train_reference(name)}")
+    names = args.notebooks or notebook_names()
+    retrained = [v for name in names for v in variants_of(name).VARIANTS if v.retrain] if args.variants else []
+    for key, folder in pipeline.train_all(names, retrained, jobs=args.jobs).items():
+        print(f"{key}: checkpoints in {folder}")
     return 0
 
 
@@ -139,7 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("\n".join(f"LEAK: {problem}" for problem in problems))
         return 1
     print("[2/5] training the reference checkpoints (cached while the notebook is unchanged)")
-    references = {name: pipeline.train_reference(name) for name in names}
+    references = pipeline.train_all(names, [], jobs=2)
     print("[3/5] preparing demo submissions in submitted/")
     students = ["reference", "blank"]
     submitted = {"reference": set(references), "blank": set(references)}
@@ -253,8 +255,11 @@ def parser() -> argparse.ArgumentParser:
     add("release", cmd_release, "regenerate release/ with nbgrader generate_assignment").add_argument(
         "--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     add("check", cmd_check, "fail when source notebooks or release/ are stale or the release leaks")
-    add("train-reference", cmd_train_reference, "train the reference checkpoints", data=True).add_argument(
-        "notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
+    train = add("train-reference", cmd_train_reference, "train the reference checkpoints", data=True)
+    train.add_argument("notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
+    train.add_argument("--variants", action="store_true",
+                       help="also train the test variants that must be retrained (alternative architectures)")
+    train.add_argument("--jobs", type=int, default=2, help="notebooks trained at once, sharing the cores (default 2)")
     grade = add("autograde", cmd_autograde, "autograde students in parallel (Dask) and print scores", data=True)
     grade.add_argument("students", nargs="*", help="student ids (default: everyone in submitted/)")
     grade.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")

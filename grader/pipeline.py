@@ -1,9 +1,12 @@
 """The grading pipeline on a course directory: release, reference training, submissions, autograde, scores."""
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
+import functools
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,17 +14,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 from nbclient import NotebookClient
 from tqdm import tqdm
 
+from aelib.data import offline_split
 from grader import helper_answers, notebooks
+from grader.variants import Variant
 
 ASSIGNMENT = "autoencoders"
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "source" / ASSIGNMENT
 RELEASE = REPO / "release" / ASSIGNMENT
+CACHE = REPO / ".cache"
+# Offline mode (tests, CI and the demo: 8,000 training images) shortens training that no hidden test grades.
+OFFLINE_SETTINGS = {"1_ae": {"AE2D_STEPS": "5_000"}}
 
 
 # --- course directories --------------------------------------------------------------------------
@@ -110,20 +119,18 @@ def secret_lines(source_notebook: nbformat.NotebookNode) -> set[str]:
 
 # --- executing notebooks -------------------------------------------------------------------------
 
-def execute(notebook: nbformat.NotebookNode, cwd: Path, label: str, timeout: int = 1800) -> nbformat.NotebookNode:
-    """Execute a notebook in `cwd` with a progress bar over its cells; raise on the first error."""
+def execute(notebook: nbformat.NotebookNode, cwd: Path, label: str, timeout: int = 1800,
+            threads: int | None = None) -> nbformat.NotebookNode:
+    """Execute a notebook in `cwd` (torch on `threads` threads if given) with a progress bar over its cells."""
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
+    env = grading_env()
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with tqdm(total=code_cells, desc=label, unit="cell", file=sys.stdout) as bar:
         client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(cwd)}},
                                 on_cell_complete=lambda cell, **_: bar.update(1))
-        old = dict(os.environ)
-        os.environ.update(grading_env())
-        try:
-            client.execute()
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
+        client.execute(env=env)
     return notebook
 
 
@@ -136,6 +143,21 @@ def training_notebook(source_notebook: nbformat.NotebookNode) -> nbformat.Notebo
     return notebook
 
 
+def offline_settings(notebook: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """A copy of `notebook` with the constants of OFFLINE_SETTINGS set to their offline values (offline mode only)."""
+    notebook = nbformat.from_dict(notebook)
+    if not offline_split():
+        return notebook
+    for constant, value in OFFLINE_SETTINGS.get(name, {}).items():
+        pattern = re.compile(rf"^{constant} = [^\n]*$", re.M)
+        cells = [cell for cell in notebook.cells if cell.cell_type == "code" and pattern.search(cell.source)]
+        if len(cells) != 1:
+            raise RuntimeError(f"{name}: OFFLINE_SETTINGS names {constant}, assigned in {len(cells)} cells instead of one")
+        cells[0].source = pattern.sub(f"{constant} = {value}  # offline mode: grader/pipeline.py OFFLINE_SETTINGS",
+                                      cells[0].source)
+    return notebook
+
+
 def source_digest(name: str) -> str:
     """A hash of a notebook source and the helper code it runs, naming its reference checkpoints."""
     # Hidden tests do not change what the reference trains, so editing them keeps the cached checkpoints.
@@ -143,36 +165,64 @@ def source_digest(name: str) -> str:
     for helper in sorted((SOURCE / "aelib").glob("*.py")):
         digest.update(helper.read_bytes())
     digest.update(os.environ.get("AUTOENCODERS_OFFLINE_SPLIT", "").encode())
+    digest.update(repr(OFFLINE_SETTINGS.get(name)).encode())
     return digest.hexdigest()[:16]
 
 
-def train_reference(name: str, cache: Path = REPO / ".cache" / "reference") -> Path:
+def cached(folder: Path, train: Callable[[Path], None]) -> Path:
+    """`folder` once `train(folder)` has filled it; done once per folder, even by parallel processes."""
+    done = folder / ".done"
+    if done.exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            train(folder)
+            done.touch()
+    return folder
+
+
+def run_training(folder: Path, name: str, notebook: nbformat.NotebookNode, label: str,
+                 threads: int | None = None) -> None:
+    """Execute `notebook` (training on) in `folder` beside a copy of the helpers, and keep the executed notebook."""
+    shutil.copytree(SOURCE / "aelib", folder / "aelib", ignore=shutil.ignore_patterns("__pycache__"))
+    start = time.perf_counter()
+    executed = execute(offline_settings(notebook, name), folder, label, threads=threads)
+    notebooks.write(executed, folder / f"{name}.ipynb")
+    print(f"{label}: {time.perf_counter() - start:.0f} s with {threads or 'all'} torch thread(s)")
+
+
+def train_reference(name: str, cache: Path = CACHE / "reference", threads: int | None = None) -> Path:
     """Execute the reference solution of notebook `name` (training on), returning its folder of checkpoints.
 
     Its hidden tests collect without grading inputs (nothing is judged here); the test suite judges the reference.
     """
-    folder = cache / f"{name}-{source_digest(name)}"
-    done = folder / ".done"
-    if done.exists():
-        return folder
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one trainer per notebook, even with parallel test workers
-        if done.exists():
-            return folder
-        return _train_reference(name, folder)
-
-
-def _train_reference(name: str, folder: Path) -> Path:
-    """Execute the reference notebook `name` with training on into `folder`, marking it done at the end."""
-    done = folder / ".done"
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(SOURCE / "aelib", folder / "aelib", ignore=shutil.ignore_patterns("__pycache__"))
     notebook = training_notebook(notebooks.build_notebook(SOURCE / f"{name}.py"))
-    executed = execute(notebook, folder, f"training the reference {name}")
-    notebooks.write(executed, folder / f"{name}.ipynb")
-    done.touch()
-    return folder
+    return cached(cache / f"{name}-{source_digest(name)}",
+                  lambda folder: run_training(folder, name, notebook, f"training the reference {name}", threads))
+
+
+def train_variant(variant: Variant, cache: Path = CACHE / "variants", threads: int | None = None) -> Path:
+    """Execute a variant's notebook as its student would (training on), returning its folder of checkpoints."""
+    name = variant.notebook
+    release = RELEASE / f"{name}.ipynb"
+    digest = hashlib.sha256(f"{source_digest(name)}{sorted(variant.cells.items())}".encode())
+    digest.update(release.read_bytes())
+    notebook = fill_release(notebooks.read(release), notebooks.build_notebook(SOURCE / f"{name}.py"), variant.cells)
+    return cached(cache / f"{name}-{variant.name}-{digest.hexdigest()[:16]}",
+                  lambda folder: run_training(folder, name, notebook, f"training {name} {variant.name}", threads))
+
+
+def train_all(names: list[str], variants: list[Variant], jobs: int = 2) -> dict[str, Path]:
+    """Train the references of `names` and the `variants`, `jobs` notebooks at a time; folders by name."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    tasks = {name: functools.partial(train_reference, name, threads=threads) for name in names}
+    tasks.update({f"{v.notebook}-{v.name}": functools.partial(train_variant, v, threads=threads) for v in variants})
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        futures = {key: pool.submit(task) for key, task in tasks.items()}
+        return {key: future.result() for key, future in futures.items()}
 
 
 # --- submissions ---------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ def tamper(path: Path, how: str, reference_dir: Path, marker: Path) -> None:
         state = torch.load(reference_dir / "1_ae_2d.pth", weights_only=True)
         torch.save({key.removeprefix("encoder."): value for key, value in state.items()
                     if key.startswith("encoder.")}, path)
+    elif how.startswith("from:"):
+        shutil.copyfile(reference_dir / how.removeprefix("from:"), path)
     elif how == "huge":
         with open(path, "wb") as handle:
             handle.truncate(100 * 2**20)
@@ -93,10 +95,9 @@ def submit_variant(root: Path, student: str, variant: Variant, reference_dir: Pa
     """Submit a variant: the reference with rewritten cells and tampered files (trained anew if it must be)."""
     release, source = _notebooks(root, variant.notebook)
     notebook = pipeline.fill_release(release, source, variant.cells)
-    files = {} if variant.retrain else checkpoints(reference_dir, variant.notebook)
-    folder = pipeline.submit(root, student, {f"{variant.notebook}.ipynb": notebook, **files})
-    if variant.retrain:
-        train_submission(folder, variant.notebook)
+    trained = pipeline.train_variant(variant) if variant.retrain else reference_dir
+    folder = pipeline.submit(root, student, {f"{variant.notebook}.ipynb": notebook,
+                                             **checkpoints(trained, variant.notebook)})
     for filename, how in variant.files.items():
         tamper(folder / filename, how, reference_dir, root / PAYLOAD_MARKER)
     return folder
@@ -121,17 +122,6 @@ def submit_base(root: Path, student: str, notebook: str, reference_dir: Path) ->
     release, source = _notebooks(root, notebook)
     return pipeline.submit(root, student, {f"{notebook}.ipynb": pipeline.fill_release(release, source, BASES[notebook]),
                                            **checkpoints(reference_dir, notebook)})
-
-
-def train_submission(folder: Path, name: str) -> None:
-    """Run a student's notebook in its folder with training on, as the student does before submitting."""
-    helpers = folder / "aelib"
-    shutil.copytree(pipeline.SOURCE / "aelib", helpers, ignore=shutil.ignore_patterns("__pycache__"))
-    try:
-        path = folder / f"{name}.ipynb"
-        notebooks.write(pipeline.execute(notebooks.read(path), folder, f"training {folder.parent.name}"), path)
-    finally:
-        shutil.rmtree(helpers)
 
 
 def _notebooks(root: Path, name: str):

@@ -27,6 +27,20 @@ def test_train_reference_reports_its_folder(capsys):
     assert str(pipeline.train_reference("1_ae")) in capsys.readouterr().out
 
 
+def test_offline_settings_shorten_only_in_offline_mode(monkeypatch):
+    source = notebooks.build_notebook(pipeline.SOURCE / "1_ae.py")
+    monkeypatch.setenv("AUTOENCODERS_OFFLINE_SPLIT", "1")
+    lines = [line for cell in pipeline.offline_settings(source, "1_ae").cells for line in cell.source.splitlines()
+             if line.startswith("AE2D_STEPS = ")]
+    assert len(lines) == 1 and lines[0].startswith("AE2D_STEPS = 5_000")
+    monkeypatch.setenv("AUTOENCODERS_OFFLINE_SPLIT", "")
+    assert "AE2D_STEPS = 50_000" in "".join(cell.source for cell in pipeline.offline_settings(source, "1_ae").cells)
+    monkeypatch.setenv("AUTOENCODERS_OFFLINE_SPLIT", "1")
+    monkeypatch.setitem(pipeline.OFFLINE_SETTINGS, "1_ae", {"NO_SUCH_CONSTANT": "1"})
+    with pytest.raises(RuntimeError, match="NO_SUCH_CONSTANT"):
+        pipeline.offline_settings(source, "1_ae")
+
+
 def test_autograde_prints_scores_for_a_course(course, capsys):
     reference = pipeline.train_reference("1_ae")
     submissions.submit_reference(course, "cli-reference", "1_ae", reference)

@@ -1,18 +1,21 @@
-"""Tests for aelib.data (MNIST loading, downloading and the exercise transforms)."""
+"""Tests for aelib.data (MNIST, Fashion-MNIST and CIFAR-10 loading, downloading and the exercise transforms)."""
 
 from __future__ import annotations
 
 import functools
 import gzip
 import hashlib
+import io
 import math
 import os
 import shutil
 import socket
+import tarfile
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -260,18 +263,9 @@ def test_read_idx_truncated_and_not_gzip(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def mirror_server(tmp_path_factory):
-    """Serve good/ (real t10k copies) and bad/ (corrupted copies) over http on 127.0.0.1."""
-    if not all((SHARED_RAW / name).is_file() for name in T10K):
-        pytest.skip(f"offline MNIST t10k files not found in {SHARED_RAW}")
+def http_root(tmp_path_factory):
+    """Serve a fresh folder over http on 127.0.0.1; tests add mirror folders to it and read the requested paths."""
     root = tmp_path_factory.mktemp("mirror")
-    (root / "good").mkdir()
-    (root / "bad").mkdir()
-    for name in T10K:
-        shutil.copyfile(SHARED_RAW / name, root / "good" / name)
-        content = bytearray((SHARED_RAW / name).read_bytes())
-        content[len(content) // 2] ^= 0xFF
-        (root / "bad" / name).write_bytes(bytes(content))
     requests: list[str] = []
 
     class QuietHandler(SimpleHTTPRequestHandler):
@@ -285,11 +279,28 @@ def mirror_server(tmp_path_factory):
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    yield {"good": base + "good/", "bad": base + "bad/", "missing": base + "missing/", "requests": requests}
+    yield {"root": root, "base": f"http://127.0.0.1:{server.server_address[1]}/", "requests": requests}
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def mirror_server(http_root):
+    """Serve good/ (real t10k copies) and bad/ (corrupted copies) over http on 127.0.0.1."""
+    if not all((SHARED_RAW / name).is_file() for name in T10K):
+        pytest.skip(f"offline MNIST t10k files not found in {SHARED_RAW}")
+    root = http_root["root"]
+    (root / "good").mkdir(exist_ok=True)
+    (root / "bad").mkdir(exist_ok=True)
+    for name in T10K:
+        shutil.copyfile(SHARED_RAW / name, root / "good" / name)
+        content = bytearray((SHARED_RAW / name).read_bytes())
+        content[len(content) // 2] ^= 0xFF
+        (root / "bad" / name).write_bytes(bytes(content))
+    base = http_root["base"]
+    requests = http_root["requests"]
+    return {"good": base + "good/", "bad": base + "bad/", "missing": base + "missing/", "requests": requests}
 
 
 def test_download_from_local_mirror(tmp_path, mirror_server):
@@ -378,6 +389,397 @@ def test_ensure_files_corrupt_existing_file(tmp_path):
     with pytest.raises(ValueError, match="corrupt") as info:
         data.ensure_files([TEST_LABELS], data_dir=tmp_path, mirrors=())
     assert "delete" in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Fashion-MNIST
+# --------------------------------------------------------------------------
+
+FASHION_LABELS = [9, 0, 3, 7, 1]
+
+
+def _fashion_pixels(n: int) -> torch.Tensor:
+    """Fake uint8 images (n, 28, 28), different for each image, with 0 and 255 among the pixels."""
+    i = torch.arange(n).reshape(n, 1, 1)
+    row = torch.arange(28).reshape(1, 28, 1)
+    col = torch.arange(28).reshape(1, 1, 28)
+    return ((37 * i + 11 * row + 3 * col) % 256).to(torch.uint8)
+
+
+def _write_fake_fashion(raw_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write gzip'd IDX t10k files of 5 fake images into raw_dir; return their (uint8 images, labels)."""
+    n = len(FASHION_LABELS)
+    images, labels = _fashion_pixels(n), torch.tensor(FASHION_LABELS)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    image_header = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
+    label_header = b"".join(v.to_bytes(4, "big") for v in (2049, n))
+    (raw_dir / TEST_IMAGES).write_bytes(gzip.compress(image_header + images.numpy().tobytes(), mtime=0))
+    (raw_dir / TEST_LABELS).write_bytes(gzip.compress(label_header + bytes(FASHION_LABELS), mtime=0))
+    return images, labels
+
+
+def _patch_fashion(monkeypatch, raw_dir: Path, mirrors: tuple[str, ...] = ()) -> dict[str, str]:
+    """Make the fake t10k files in raw_dir the expected Fashion-MNIST files (and set the mirrors); return the MD5s."""
+    fake = {name: data.md5sum(raw_dir / name) for name in T10K}
+    md5s = {**data.FASHION_MNIST_DATASET.md5s, **fake}
+    monkeypatch.setattr(data, "FASHION_MNIST_DATASET", data.FASHION_MNIST_DATASET._replace(md5s=md5s, mirrors=mirrors))
+    return md5s
+
+
+@pytest.fixture
+def fake_fashion(monkeypatch, tmp_path):
+    """A data dir holding fake Fashion-MNIST t10k files, patched in as the expected ones (no mirrors)."""
+    raw_dir = tmp_path / "FashionMNIST" / "raw"
+    images, labels = _write_fake_fashion(raw_dir)
+    _patch_fashion(monkeypatch, raw_dir)
+    return {"dir": tmp_path, "raw": raw_dir, "images": images, "labels": labels}
+
+
+def test_fashion_mnist_description():
+    fashion = data.FASHION_MNIST_DATASET
+    assert fashion.folder == "FashionMNIST"
+    assert dict(fashion.md5s) == {
+        TRAIN_IMAGES: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        TRAIN_LABELS: "25c81989df183df01b3e8a0aad5dffbe",
+        TEST_IMAGES: "bef4ecab320f06d8554ea6380940ec79",
+        TEST_LABELS: "bb300cfdad3c16e7a12a480ee83cd310",
+    }
+    assert fashion.mirrors == ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+    assert data.MNIST_DATASET.folder == "MNIST" and data.MNIST_DATASET.md5s == data.FILES
+    assert data.MNIST_DATASET.mirrors == data.MIRRORS
+    assert issubclass(data.MNISTNotFoundError, data.DatasetNotFoundError)
+    assert issubclass(data.DatasetNotFoundError, FileNotFoundError)
+
+
+def test_load_fashion_mnist_test_split(monkeypatch, fake_fashion):
+    monkeypatch.setenv(data.OFFLINE_SPLIT_ENV, "1")  # concerns MNIST only
+    x, y = data.load_fashion_mnist("test", data_dir=fake_fashion["dir"], download=False)
+    assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (5,) and y.dtype == torch.int64
+    assert torch.equal(x, fake_fashion["images"].unsqueeze(1).float() / 255)
+    assert x.min().item() == 0.0 and x.max().item() == 1.0
+    assert y.tolist() == FASHION_LABELS
+
+    # Found through $AUTOENCODERS_DATA_DIR too, and callers cannot change the cached data.
+    x.fill_(0.5)
+    y.fill_(2)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(fake_fashion["dir"]))
+    x2, y2 = data.load_fashion_mnist("test", download=False)
+    assert torch.equal(x2, fake_fashion["images"].unsqueeze(1).float() / 255)
+    assert y2.tolist() == FASHION_LABELS
+
+
+def test_fashion_mnist_missing_files_raise_clear_error(tmp_path, http_root, monkeypatch):
+    fashion = data.FASHION_MNIST_DATASET._replace(mirrors=(http_root["base"],))
+    monkeypatch.setattr(data, "FASHION_MNIST_DATASET", fashion)
+    http_root["requests"].clear()
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load_fashion_mnist("test", data_dir=tmp_path, download=False)
+    assert http_root["requests"] == []  # download=False never contacts a mirror
+    assert isinstance(info.value, FileNotFoundError)
+    assert not isinstance(info.value, data.MNISTNotFoundError)
+    message = str(info.value)
+    assert "Fashion-MNIST" in message
+    assert TEST_IMAGES in message and TEST_LABELS in message and TRAIN_IMAGES not in message
+    assert str(tmp_path / "FashionMNIST" / "raw") in message
+    assert http_root["base"] in message  # where to get them
+    assert data.DATA_DIR_ENV in message and "FashionMNIST/raw/" in message
+    assert data.OFFLINE_SPLIT_ENV not in message
+    assert not (tmp_path / "FashionMNIST").exists()
+
+
+def test_fashion_mnist_test_split_needs_only_t10k(fake_fashion):
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load_fashion_mnist("train", data_dir=fake_fashion["dir"], download=False)
+    message = str(info.value)
+    assert TRAIN_IMAGES in message and TRAIN_LABELS in message
+    assert TEST_IMAGES not in message and data.OFFLINE_SPLIT_ENV not in message
+    with pytest.raises(ValueError):
+        data.load_fashion_mnist("validation", data_dir=fake_fashion["dir"])
+
+
+def test_fashion_mnist_md5_is_checked_per_dataset(monkeypatch, tmp_path):
+    fashion_raw = tmp_path / "FashionMNIST" / "raw"
+    images, _ = _write_fake_fashion(fashion_raw)
+    shutil.copytree(fashion_raw, tmp_path / "MNIST" / "raw")  # same names, same bytes
+    official = data.FASHION_MNIST_DATASET.md5s[TEST_IMAGES]
+    with pytest.raises(ValueError, match="corrupt") as info:
+        data.load_fashion_mnist("test", data_dir=tmp_path, download=False)
+    assert official in str(info.value) and "delete" in str(info.value)
+
+    _patch_fashion(monkeypatch, fashion_raw)
+    x, _ = data.load_fashion_mnist("test", data_dir=tmp_path, download=False)
+    assert torch.equal(x, images.unsqueeze(1).float() / 255)
+    # The very same files under MNIST/raw are still checked against MNIST's own MD5s.
+    with pytest.raises(ValueError, match="corrupt"):
+        data.load_mnist("test", data_dir=tmp_path, download=False)
+
+
+def test_mnist_file_in_fashion_folder_is_recognised(tmp_path, t10k_data_dir):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copyfile(t10k_data_dir / "MNIST" / "raw" / TEST_LABELS, raw / TEST_LABELS)
+    with pytest.raises(ValueError, match="corrupt") as info:
+        data.ensure_files([TEST_LABELS], tmp_path, download_missing=False, dataset=data.FASHION_MNIST_DATASET)
+    assert "official MNIST file" in str(info.value) and "<data_dir>/MNIST/raw/" in str(info.value)
+
+
+def test_fashion_mnist_download_from_local_mirror(monkeypatch, tmp_path, http_root):
+    good, bad = http_root["root"] / "fashion", http_root["root"] / "fashion_bad"
+    images, labels = _write_fake_fashion(good)
+    bad.mkdir()
+    for name in T10K:
+        content = bytearray((good / name).read_bytes())
+        content[len(content) // 2] ^= 0xFF
+        (bad / name).write_bytes(bytes(content))
+    mirrors = (http_root["base"] + "fashion_bad/", http_root["base"] + "fashion/")
+    md5s = _patch_fashion(monkeypatch, good, mirrors=mirrors)
+    requests = http_root["requests"]
+    requests.clear()
+    assert not data.fashion_mnist_available("test", tmp_path)
+    assert requests == []  # checking availability never downloads
+
+    x, y = data.load_fashion_mnist("test", data_dir=tmp_path)
+    assert torch.equal(x, images.unsqueeze(1).float() / 255) and torch.equal(y, labels)
+    assert sorted(requests) == sorted([f"/fashion_bad/{name}" for name in T10K] + [f"/fashion/{name}" for name in T10K])
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(T10K)  # corrupted copies and temp files gone
+    assert all(data.md5sum(raw / name) == md5s[name] for name in T10K)
+    assert not (tmp_path / "MNIST").exists()
+    assert data.fashion_mnist_available("test", tmp_path)
+
+    requests.clear()
+    data.load_fashion_mnist("test", data_dir=tmp_path)
+    assert requests == []  # reused, not downloaded again
+
+    # The mirrors have no training files: a clear error listing what was tried.
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load_fashion_mnist("train", data_dir=tmp_path)
+    assert TRAIN_IMAGES in str(info.value) and "404" in str(info.value)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(T10K)
+
+
+def test_fashion_mnist_available(fake_fashion, tmp_path_factory):
+    empty = tmp_path_factory.mktemp("empty")
+    assert data.fashion_mnist_available("test", empty) is False
+    assert data.fashion_mnist_available("train", empty) is False
+    root, raw = fake_fashion["dir"], fake_fashion["raw"]
+    assert data.fashion_mnist_available("test", root) is True
+    assert data.fashion_mnist_available(data_dir=root) is True  # "test" by default
+    assert data.fashion_mnist_available("train", root) is False
+    with open(raw / TEST_IMAGES, "ab") as handle:
+        handle.write(b"\0")  # wrong MD5 now
+    assert data.fashion_mnist_available("test", root) is False
+    (raw / TEST_IMAGES).unlink()
+    assert data.fashion_mnist_available("test", root) is False
+    with pytest.raises(ValueError):
+        data.fashion_mnist_available("validation", root)
+
+
+# --------------------------------------------------------------------------
+# CIFAR-10
+# --------------------------------------------------------------------------
+
+CIFAR_LABELS = [3, 0, 9, 1]
+CIFAR_MEMBER = "cifar-10-batches-bin/test_batch.bin"
+
+
+def _cifar_planes(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The red, green and blue 32x32 planes of fake CIFAR-10 image number k (all three different)."""
+    y, x = np.mgrid[0:32, 0:32]
+    red = ((x + 2 * y + k) % 256).astype(np.uint8)
+    green = 255 - red
+    blue = np.full((32, 32), (25 * k + 5) % 256, dtype=np.uint8)
+    return red, green, blue
+
+
+def _cifar_records(labels: list[int], first: int = 0) -> bytes:
+    """Binary CIFAR-10 records for images first, first+1, ...: a label byte, then the R, G and B planes row by row."""
+    return b"".join(
+        bytes([label]) + b"".join(plane.tobytes() for plane in _cifar_planes(first + k))
+        for k, label in enumerate(labels)
+    )
+
+
+def _cifar_expected(count: int) -> torch.Tensor:
+    """The float images (count, 3, 32, 32) that _cifar_records encodes, in [0, 1]."""
+    return torch.stack([torch.from_numpy(np.stack(_cifar_planes(k))) for k in range(count)]).float() / 255
+
+
+def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    """Write a .tar.gz at path holding regular files (member name -> content)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def test_cifar10_constants():
+    assert data.CIFAR10_URL == "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+    assert data.CIFAR10_MD5 == "c32a1d4ab5d03f1284b67883e8d87530"
+    assert data.CIFAR10_FOLDER == "cifar-10-batches-bin"
+    assert data.CIFAR10_TRAIN_FILES == tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+    assert data.CIFAR10_TEST_FILES == ("test_batch.bin",)
+
+
+def test_read_cifar10_batch_channel_order(tmp_path):
+    path = tmp_path / "test_batch.bin"
+    path.write_bytes(_cifar_records(CIFAR_LABELS))
+    images, labels = data.read_cifar10_batch(path)
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64 and labels.tolist() == CIFAR_LABELS
+    for k in range(4):
+        red, green, blue = _cifar_planes(k)
+        assert torch.equal(images[k, 0], torch.from_numpy(red))
+        assert torch.equal(images[k, 1], torch.from_numpy(green))
+        assert torch.equal(images[k, 2], torch.from_numpy(blue))
+    assert images[1, 0, 2, 5].item() == 5 + 2 * 2 + 1  # image 1, red, row 2, column 5
+    assert images[3, 2, 31, 0].item() == 80  # image 3, blue
+
+
+def test_read_cifar10_batch_damaged(tmp_path):
+    path = tmp_path / "batch.bin"
+    for content in (b"", _cifar_records([1, 2])[:-1], _cifar_records([1, 10])):
+        path.write_bytes(content)
+        with pytest.raises(ValueError):
+            data.read_cifar10_batch(path)
+
+
+def test_load_cifar10_test_split(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes(_cifar_records(CIFAR_LABELS))
+    x, y = data.load_cifar10("test", data_dir=tmp_path, download=False)
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert y.shape == (4,) and y.dtype == torch.int64 and y.tolist() == CIFAR_LABELS
+    assert torch.equal(x, _cifar_expected(4))
+    assert x.min().item() == 0.0 and x.max().item() == 1.0
+    x.fill_(0.5)
+    y.fill_(7)
+    x2, y2 = data.load_cifar10("test", data_dir=tmp_path, download=False)
+    assert torch.equal(x2, _cifar_expected(4)) and y2.tolist() == CIFAR_LABELS
+    with pytest.raises(ValueError):
+        data.load_cifar10("validation", data_dir=tmp_path)
+
+
+def test_load_cifar10_train_concatenates_the_five_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}.bin").write_bytes(_cifar_records([i - 1, i + 4], first=2 * (i - 1)))
+    x, y = data.load_cifar10("train", data_dir=tmp_path, download=False)
+    assert y.tolist() == [0, 5, 1, 6, 2, 7, 3, 8, 4, 9]
+    assert torch.equal(x, _cifar_expected(10))
+    (folder / "data_batch_3.bin").unlink()
+    with pytest.raises(data.DatasetNotFoundError, match="data_batch_3.bin"):
+        data.load_cifar10("train", data_dir=tmp_path, download=False)
+
+
+def test_cifar10_missing_raises_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "CIFAR10_MIRRORS", (_closed_port_url(),))
+    for download in (False, True):
+        with pytest.raises(data.DatasetNotFoundError) as info:
+            data.load_cifar10("test", data_dir=tmp_path, download=download)
+        message = str(info.value)
+        assert isinstance(info.value, FileNotFoundError)
+        assert "test_batch.bin" in message and str(tmp_path / data.CIFAR10_FOLDER) in message
+        assert str(tmp_path / data.CIFAR10_ARCHIVE) in message
+        assert "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz" in message
+        assert data.DATA_DIR_ENV in message
+        assert ("could not download" in message) is download
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+@pytest.mark.parametrize("prefix", ["", "./"])
+def test_cifar10_extracts_only_the_batches(monkeypatch, tmp_path, prefix):
+    batch = _cifar_records(CIFAR_LABELS)
+    archive = _tar_gz(
+        tmp_path / data.CIFAR10_ARCHIVE,
+        {
+            prefix + CIFAR_MEMBER: batch,
+            prefix + "cifar-10-batches-bin/batches.meta.txt": b"airplane\n",
+            prefix + "cifar-10-batches-bin/readme.html": b"<html></html>",
+        },
+    )
+    folder = tmp_path / data.CIFAR10_FOLDER
+    # The official MD5 rejects this fake archive.
+    with pytest.raises(ValueError, match="corrupt"):
+        data.load_cifar10("test", data_dir=tmp_path, download=False)
+    assert data.cifar10_available("test", tmp_path) is False
+    assert not folder.exists()
+
+    monkeypatch.setattr(data, "CIFAR10_MD5", data.md5sum(archive))
+    assert data.cifar10_available("test", tmp_path) is True
+    x, y = data.load_cifar10("test", data_dir=tmp_path, download=False)
+    assert torch.equal(x, _cifar_expected(4)) and y.tolist() == CIFAR_LABELS
+    assert [p.name for p in folder.iterdir()] == ["test_batch.bin"]  # no other member, no temp file
+    assert (folder / "test_batch.bin").read_bytes() == batch
+    with pytest.raises(ValueError, match="data_batch_1.bin"):
+        data.load_cifar10("train", data_dir=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("evil", ["../evil.bin", "cifar-10-batches-bin/../../evil.bin", "ABSOLUTE"])
+def test_cifar10_archive_with_unsafe_member_is_refused(monkeypatch, tmp_path, evil):
+    root = tmp_path / "data"
+    root.mkdir()
+    evil = str(tmp_path / "evil.bin") if evil == "ABSOLUTE" else evil
+    archive = _tar_gz(root / data.CIFAR10_ARCHIVE, {CIFAR_MEMBER: _cifar_records(CIFAR_LABELS), evil: b"pwned"})
+    monkeypatch.setattr(data, "CIFAR10_MD5", data.md5sum(archive))
+    with pytest.raises(ValueError, match="unsafe"):
+        data.load_cifar10("test", data_dir=root, download=False)
+    assert not (tmp_path / "evil.bin").exists()
+    assert not (root / data.CIFAR10_FOLDER).exists()  # the whole archive is refused
+
+
+def test_cifar10_archive_with_linked_batch_is_refused(monkeypatch, tmp_path):
+    archive = tmp_path / data.CIFAR10_ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        link = tarfile.TarInfo(CIFAR_MEMBER)
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+    monkeypatch.setattr(data, "CIFAR10_MD5", data.md5sum(archive))
+    with pytest.raises(ValueError, match="regular file"):
+        data.load_cifar10("test", data_dir=tmp_path, download=False)
+    assert not (tmp_path / data.CIFAR10_FOLDER / "test_batch.bin").exists()
+
+
+def test_cifar10_download_from_local_mirror(monkeypatch, tmp_path, http_root):
+    served = http_root["root"] / "cifar"
+    served.mkdir()
+    archive = _tar_gz(served / data.CIFAR10_ARCHIVE, {CIFAR_MEMBER: _cifar_records(CIFAR_LABELS)})
+    monkeypatch.setattr(data, "CIFAR10_MD5", data.md5sum(archive))
+    monkeypatch.setattr(data, "CIFAR10_MIRRORS", (http_root["base"] + "missing/", http_root["base"] + "cifar/"))
+    requests = http_root["requests"]
+    requests.clear()
+    assert data.cifar10_available("test", tmp_path) is False
+    with pytest.raises(data.DatasetNotFoundError):
+        data.load_cifar10("test", data_dir=tmp_path, download=False)
+    assert requests == []
+
+    x, y = data.load_cifar10("test", data_dir=tmp_path)
+    assert requests == ["/missing/" + data.CIFAR10_ARCHIVE, "/cifar/" + data.CIFAR10_ARCHIVE]
+    assert torch.equal(x, _cifar_expected(4)) and y.tolist() == CIFAR_LABELS
+    assert data.md5sum(tmp_path / data.CIFAR10_ARCHIVE) == data.CIFAR10_MD5
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([data.CIFAR10_ARCHIVE, data.CIFAR10_FOLDER])
+    assert data.cifar10_available("test", tmp_path) is True
+
+
+def test_cifar10_available(tmp_path):
+    assert data.cifar10_available("test", tmp_path) is False
+    assert data.cifar10_available("train", tmp_path) is False
+    folder = tmp_path / data.CIFAR10_FOLDER
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes(_cifar_records(CIFAR_LABELS))
+    assert data.cifar10_available("test", tmp_path) is True
+    assert data.cifar10_available(data_dir=tmp_path) is True  # "test" by default
+    assert data.cifar10_available("train", tmp_path) is False
+    (folder / "test_batch.bin").write_bytes(_cifar_records(CIFAR_LABELS)[:-1])
+    assert data.cifar10_available("test", tmp_path) is False
+    with pytest.raises(ValueError):
+        data.cifar10_available("validation", tmp_path)
 
 
 # --------------------------------------------------------------------------

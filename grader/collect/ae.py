@@ -9,6 +9,9 @@ from torch import nn
 from grader.collect.common import Inputs, as_plain, call, construct, load_submitted, split, train_briefly
 
 ENCODER_FILE, DECODER_FILE, COMPRESSION_FILE = "1_ae_encoder.pth", "1_ae_decoder.pth", "1_ae_compression.pth"
+SPARSE_FILE = "1_ae_sparse.pth"
+BUILDER_SIZES = (3, 50)
+SATURATING_SCALE = 100.0  # large inputs drive a Tanh code to +-1
 CLASSIFIER_TRAIN_IMAGES = 10_000
 BRIEF_TRAIN_IMAGES, BRIEF_TEST_IMAGES, BRIEF_STEPS = 4000, 1000, 400
 SPARSITY_CASES = ((64, 32, None), (10, 5, 0.05), (3, 7, 0.3))  # batch, units, rho (None: the default)
@@ -47,6 +50,37 @@ def collect_encoder_decoder(inputs: Inputs, Encoder: Callable, Decoder: Callable
             codes = 3 * torch.randn(batch, n, generator=inputs.generator(3))
             out[f"y{n}_{batch}"] = as_plain(decoder(codes))
         out[f"encoder{n}_modules"] = isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module)
+    return out
+
+
+def builder_codes(inputs: Inputs, size: int) -> torch.Tensor:
+    """Random codes in (-1, 1) for the built decoders (the judge derives the same ones)."""
+    return 2 * torch.rand(5, size, generator=inputs.generator(9)) - 1
+
+
+def saturating_inputs(inputs: Inputs) -> torch.Tensor:
+    """Large inputs of both signs that drive a Tanh code close to -1 and +1."""
+    return SATURATING_SCALE * (encoder_inputs(inputs, 5) - 0.5)
+
+
+def collect_builders(inputs: Inputs, make_encoder: Callable, make_decoder: Callable) -> dict:
+    """Linear layers (in order, with their weights) and outputs of built encoders and decoders for two code sizes."""
+    out = {}
+    for size in BUILDER_SIZES:
+        encoder, decoder = construct(make_encoder, size), construct(make_decoder, size)
+        modules = isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module)
+        out[f"modules{size}"] = modules
+        if not modules:
+            continue
+        for part, model in (("encoder", encoder), ("decoder", decoder)):
+            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            out[f"{part}{size}_layers"] = [tuple(m.weight.shape) for m in linears]
+            out[f"{part}{size}_weights"] = [(as_plain(m.weight), as_plain(m.bias)) for m in linears]
+            out[f"{part}{size}_parameters"] = sum(p.numel() for p in model.parameters())
+        with torch.no_grad():
+            out[f"codes{size}"] = as_plain(encoder(encoder_inputs(inputs, 5)))
+            out[f"saturated{size}"] = as_plain(encoder(saturating_inputs(inputs)))
+            out[f"images{size}"] = as_plain(decoder(builder_codes(inputs, size)))
     return out
 
 
@@ -142,3 +176,15 @@ def collect_sparsity(inputs: Inputs, sparsity_penalty: Callable) -> dict:
             grad = as_plain(torch.autograd.grad(value.sum(), activations, allow_unused=True)[0])
         out["cases"].append({"value": as_plain(value), "grad": grad})
     return out
+
+
+def collect_trained_sparse(inputs: Inputs, CompressionAutoencoder: Callable) -> dict:
+    """Codes and reconstructions of the held-out images by the submitted sparse autoencoder."""
+    model = load_submitted(construct(CompressionAutoencoder), SPARSE_FILE)
+    test_images = split("test")[0]
+    with torch.no_grad():
+        outputs = [model(test_images[i:i + 1000]) for i in range(0, len(test_images), 1000)]
+    if not all(isinstance(output, tuple) and len(output) == 2 for output in outputs):
+        return {"kind": type(outputs[0]).__name__}
+    return {"codes": as_plain(torch.cat([output[0] for output in outputs])),
+            "reconstructions": as_plain(torch.cat([output[1] for output in outputs]))}

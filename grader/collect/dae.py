@@ -17,6 +17,7 @@ from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, con
                                    train_briefly)
 
 DENOISER_FILE, DAE_FILE, SUPERRES_FILE = "2_dae_denoiser.pth", "2_dae_variance.pth", "2_dae_superres.pth"
+MLP_FILE = "2_dae_mlp.pth"
 NOISE_STD = 0.2                 # the corruption every denoising input gets
 N_COMPONENTS = 10
 NOISE_IMAGES = 400              # real test digits handed to add_noise
@@ -153,6 +154,22 @@ def collect_denoiser_trained(inputs: Inputs, Denoiser: Callable) -> dict:
     """The submitted Denoiser's outputs for the held-out digits corrupted with secret noise."""
     model = load_submitted(construct(Denoiser), DENOISER_FILE)
     return {"denoised": image_outputs(model, denoiser_test_set(inputs)[1])}
+
+
+def collect_mlp_denoiser(inputs: Inputs, MLPDenoiser: Callable) -> dict:
+    """Layers and outputs of a fresh MLPDenoiser, and the submitted one's outputs for the secret noisy digits."""
+    model = construct(MLPDenoiser)
+    with torch.no_grad():
+        output = call(model, shape_inputs(inputs, 4))
+    out = {"layers": sorted(tuple(m.weight.shape) for m in model.modules() if isinstance(m, nn.Linear)),
+           "parameters": sum(p.numel() for p in model.parameters()), "kind": type(output).__name__,
+           "length": len(output) if isinstance(output, tuple) else -1}
+    if out["length"] != 2:
+        return out
+    out.update(codes=as_plain(output[0]), images=as_plain(output[1]))
+    trained = load_submitted(construct(MLPDenoiser), MLP_FILE)
+    out["denoised"] = image_outputs(trained, denoiser_test_set(inputs)[1])
+    return out
 
 
 def collect_dae(inputs: Inputs, DAE: Callable) -> dict:

@@ -1,16 +1,16 @@
 """Judges of notebook 1_ae (bottleneck autoencoders), run in the TA's process on what the kernel collected."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import ae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import describe, require_tensor
+from grader.judge.common import COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor
 from grader.reference import AE as FIGURES
 
-COMPRESSION_LAYERS = sorted([(128, 784), (32, 128), (128, 32), (784, 128)])
-COMPRESSION_PARAMETERS = 784 * 128 + 128 + 128 * 32 + 32 + 32 * 128 + 128 + 128 * 784 + 784
 
 
 def _matches(images: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +56,52 @@ def judge_encoder_decoder(out: dict, inputs: Inputs) -> None:
             assert y.min() >= 0 and y.max() <= 1, (
                 f"Decoder({n}) outputs should lie in [0, 1] like the images (got values from {y.min():.3g} "
                 f"to {y.max():.3g}): end the decoder with a sigmoid.")
+
+
+def builder_layers(size: int) -> dict[str, list[tuple[int, int]]]:
+    """Weight shapes, in order, of make_encoder(size) and make_decoder(size)."""
+    return {"encoder": [(100, 784), (size, 100)], "decoder": [(100, size), (784, 100)]}
+
+
+def built_output(weights: object, x: torch.Tensor, last: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """What the prescribed two-layer builder computes with `weights`: last(W2 relu(W1 x + b1) + b2)."""
+    assert isinstance(weights, list) and len(weights) == 2 and all(
+        isinstance(t, torch.Tensor) for pair in weights for t in pair), "The builders' linear layers need biases."
+    (w1, b1), (w2, b2) = [(w.double(), b.double()) for w, b in weights]
+    return last(torch.relu(x.flatten(1).double() @ w1.T + b1) @ w2.T + b2)
+
+
+def judge_builders(out: dict, inputs: Inputs) -> None:
+    """make_encoder(DIM) computes tanh(W2 relu(W1 x + b1) + b2); make_decoder(DIM) sigmoid(...) reshaped to images."""
+    for size in collect.BUILDER_SIZES:
+        assert out[f"modules{size}"] is True, "make_encoder and make_decoder should return nn.Module objects."
+        for part, layers in builder_layers(size).items():
+            assert out[f"{part}{size}_layers"] == layers, (
+                f"make_{part}({size}) should have the linear layers {' then '.join(f'{i}->{o}' for o, i in layers)} "
+                f"(weight shapes {layers}), got {describe(out[f'{part}{size}_layers'])}.")
+            parameters = sum(o * i + o for o, i in layers)
+            assert out[f"{part}{size}_parameters"] == parameters, (
+                f"make_{part}({size}) should have {parameters} parameters, got {describe(out[f'{part}{size}_parameters'])}.")
+        codes = require_tensor(out[f"codes{size}"], f"make_encoder({size}) output for 5 images", (5, size))
+        saturated = require_tensor(out[f"saturated{size}"], f"make_encoder({size}) output for large inputs", (5, size))
+        assert codes.abs().max() < 1 and saturated.abs().max() <= 1, (
+            f"The codes of make_encoder({size}) should lie in (-1, 1), got values up to "
+            f"{max(codes.abs().max(), saturated.abs().max()):.3g}: end the encoder with nn.Tanh().")
+        assert saturated.min() < -0.9 and saturated.max() > 0.9, (
+            f"For large inputs the codes of make_encoder({size}) should approach both -1 and +1 like a Tanh; "
+            f"they stay in [{saturated.min():.3g}, {saturated.max():.3g}]. End the encoder with nn.Tanh().")
+        for x, got in ((collect.encoder_inputs(inputs, 5), codes), (collect.saturating_inputs(inputs), saturated)):
+            assert torch.allclose(got.double(), built_output(out[f"encoder{size}_weights"], x, torch.tanh), atol=1e-5), (
+                f"make_encoder({size}) does not compute tanh(W2 relu(W1 x + b1) + b2) with its own layers: flatten, "
+                "Linear(784, 100), ReLU, Linear(100, DIM), Tanh, in this order.")
+        images = require_tensor(out[f"images{size}"], f"make_decoder({size}) output for 5 codes", (5, 1, 28, 28))
+        assert images.min() >= 0 and images.max() <= 1, (
+            f"make_decoder({size}) outputs should lie in [0, 1] (got {images.min():.3g} to {images.max():.3g}): "
+            "end with a sigmoid before reshaping.")
+        expected = built_output(out[f"decoder{size}_weights"], collect.builder_codes(inputs, size), torch.sigmoid)
+        assert torch.allclose(images.double().flatten(1), expected, atol=1e-5), (
+            f"make_decoder({size}) does not compute sigmoid(W2 relu(W1 z + b1) + b2) with its own layers: "
+            "Linear(DIM, 100), ReLU, Linear(100, 784), sigmoid, then nn.Unflatten(1, (1, 28, 28)).")
 
 
 def judge_autoencoder(out: dict, inputs: Inputs) -> None:
@@ -157,6 +203,23 @@ def judge_sparsity(out: dict, inputs: Inputs) -> None:
             "Gradients of sparsity_penalty should flow back to the activations: use torch operations only.")
 
 
+def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
+    """The trained sparse autoencoder's code units are rarely active on held-out images, and it still reconstructs."""
+    images = split("test")[0]
+    assert "codes" in out, f"CompressionAutoencoder.forward should return (codes, reconstructions), got {out.get('kind')}."
+    codes = require_tensor(out["codes"], "codes of the test images", (len(images), 32))
+    assert codes.min() >= 0 and codes.max() <= 1, (
+        f"The codes of your sparse autoencoder should be sigmoid activations in (0, 1), got values from "
+        f"{codes.min():.3g} to {codes.max():.3g}.")
+    activation = codes.double().mean().item()
+    figure = FIGURES["sparse_activation"]
+    assert figure.passes(activation), (
+        f"The code units of your sparse autoencoder (1_ae_sparse.pth) have a mean activation of {activation:.3f} on "
+        f"held-out images; with the sparsity penalty it should be below {figure.threshold} (a reference solution: "
+        f"about {figure.reference}). Train it with the penalty added to the loss, as described, and save it again.")
+    judge_test_mse(out["reconstructions"], "sparse_mse", "sparse autoencoder")
+
+
 JUDGES = {
     "test_sample_train": judge_sample_train,
     "test_encoder_decoder": judge_encoder_decoder,
@@ -166,4 +229,6 @@ JUDGES = {
     "test_compression": judge_compression,
     "test_compression_trained": judge_trained_compression,
     "test_sparsity_penalty": judge_sparsity,
+    "test_builders": judge_builders,
+    "test_sparse_trained": judge_trained_sparse,
 }

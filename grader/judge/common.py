@@ -17,6 +17,10 @@ import torch
 from grader.collect.common import ERROR_KEY, SAMPLING_COPIES, Inputs, collected_path, quiet, single_thread
 from grader.reference import Figure
 
+# The fully connected 784-128-32-128-784 autoencoder that 1_ae (compression, sparse) and 2_dae (denoiser) share.
+COMPRESSION_LAYERS = sorted([(128, 784), (32, 128), (128, 32), (784, 128)])
+COMPRESSION_PARAMETERS = 784 * 128 + 128 + 128 * 32 + 32 + 32 * 128 + 128 + 128 * 784 + 784
+
 MAX_COLLECTED_BYTES = 128 * 2**20
 
 

@@ -14,7 +14,7 @@ from aelib.data import downsample
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import dae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import describe, require_tensor
+from grader.judge.common import COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor
 from grader.reference import DAE as FIGURES
 
 IMAGE = (1, 28, 28)
@@ -77,6 +77,27 @@ def judge_denoiser_trained(out: dict, inputs: Inputs) -> None:
         f"Your trained Denoiser leaves a test MSE of {value:.4f} against the clean images (the noisy inputs: "
         f"{mse_per_pixel(noisy, clean):.3f}); it should be below {figure.threshold:g} (a reference solution reaches "
         f"about {figure.reference:g}). Train it, then save and submit {collect.DENOISER_FILE} again.")
+
+
+def judge_mlp_denoiser(out: dict, inputs: Inputs) -> None:
+    """MLPDenoiser is 784-128-32-128-784 with sigmoids and returns (codes, denoised); the trained one denoises."""
+    assert out["layers"] == COMPRESSION_LAYERS and out["parameters"] == COMPRESSION_PARAMETERS, (
+        "MLPDenoiser should have four nn.Linear layers 784-128-32-128-784 and "
+        f"{COMPRESSION_PARAMETERS} parameters, got weight shapes {describe(out['layers'])} and "
+        f"{describe(out['parameters'])} parameters.")
+    assert out["length"] == 2, f"MLPDenoiser.forward should return a tuple (codes, denoised), got {out['kind']}."
+    codes = require_tensor(out["codes"], "codes of MLPDenoiser", (4, 32))
+    images = require_tensor(out["images"], "denoised images of MLPDenoiser", (4, *IMAGE))
+    assert codes.min() > 0 and codes.max() < 1, "The 32 code units should use a sigmoid (values in (0, 1))."
+    assert images.min() >= 0 and images.max() <= 1, "The output layer should use a sigmoid (values in (0, 1))."
+    clean, noisy = collect.denoiser_test_set(inputs)
+    denoised = require_tensor(out.get("denoised"), "the output of your trained MLPDenoiser", tuple(clean.shape))
+    value = mse_per_pixel(denoised, clean)
+    figure = FIGURES["mlp_denoiser_mse"]
+    assert figure.passes(value), (
+        f"Your trained MLPDenoiser leaves a test MSE of {value:.4f} against the clean images (the noisy inputs: "
+        f"{mse_per_pixel(noisy, clean):.3f}); it should be below {figure.threshold:g} (a reference solution reaches "
+        f"about {figure.reference:g}). Train it as described, then save and submit {collect.MLP_FILE} again.")
 
 
 # --- DAE -----------------------------------------------------------------------------------------
@@ -198,6 +219,7 @@ def judge_super_resolution_trained(out: dict, inputs: Inputs) -> None:
 JUDGES = {
     "test_add_noise": judge_add_noise,
     "test_denoiser_trained": judge_denoiser_trained,
+    "test_mlp_denoiser": judge_mlp_denoiser,
     "test_dae": judge_dae,
     "test_dae_gate": judge_dae_gate,
     "test_dae_learns": judge_dae_learns,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,14 +64,9 @@ def train_seeded(name: str, seed: int, cache: Path = pipeline.REPO / ".cache" / 
     """Checkpoints of the reference of `name` trained with training seed `seed` (0: the reference's own)."""
     if seed == 0:
         return pipeline.train_reference(name)
-    folder = cache / f"{name}-{pipeline.source_digest(name)}-seed{seed}"
-    if not (folder / ".done").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(pipeline.SOURCE / "aelib", folder / "aelib", ignore=shutil.ignore_patterns("__pycache__"))
-        executed = pipeline.execute(seeded_training_notebook(name, seed), folder, f"training {name}, seed {seed}")
-        notebooks.write(executed, folder / f"{name}.ipynb")
-        (folder / ".done").touch()
-    return folder
+    notebook = seeded_training_notebook(name, seed)
+    return pipeline.cached(cache / f"{name}-{pipeline.source_digest(name)}-seed{seed}",
+                           lambda folder: pipeline.run_training(folder, name, notebook, f"training {name}, seed {seed}"))
 
 
 def judged_values(notebook: Notebook, checkpoints: Path, inputs: Inputs) -> tuple[list[tuple[Figure, float]], dict]:

@@ -14,6 +14,7 @@ from types import ModuleType
 # Each notebook's variants live in grader/variants/<module>.py, its collectors and judges in grader/collect/ and grader/judge/.
 MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
 TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture", "huge", "truncated", "nan_weights")
+# Besides these, "from:<file>" submits the reference's <file> in its place (a model trained the wrong way).
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class Variant:
     retrain: bool = False
 
     def __post_init__(self):
-        unknown = set(self.files.values()) - set(TAMPERINGS)
+        unknown = {how for how in self.files.values() if how not in TAMPERINGS and not how.startswith("from:")}
         if unknown:
-            raise ValueError(f"{self.name}: unknown file tampering {sorted(unknown)}; use {TAMPERINGS}")
+            raise ValueError(f"{self.name}: unknown file tampering {sorted(unknown)}; use {TAMPERINGS} or from:<file>")
 
     @property
     def correct(self) -> bool:

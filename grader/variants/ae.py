@@ -53,6 +53,47 @@ class CompressionAutoencoder(nn.Module):
         return codes, self.decoder(codes)
 '''
 
+BUILDERS_TEMPLATE = '''
+def make_encoder(DIM):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, {hidden}), nn.ReLU(), nn.Linear({hidden}, DIM){code})
+
+
+def make_decoder(DIM):
+    return nn.Sequential(nn.Linear(DIM, {hidden}), nn.ReLU(), nn.Linear({hidden}, 784), nn.Sigmoid(),
+                         nn.Unflatten(1, (1, 28, 28)))
+'''
+
+BUILDERS_AS_CLASSES = '''
+class TanhEncoder(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.hidden = nn.Linear(28 * 28, 100)
+        self.code = nn.Linear(100, dim)
+
+    def forward(self, x):
+        return torch.tanh(self.code(torch.relu(self.hidden(x.reshape(len(x), -1)))))
+
+
+class SigmoidDecoder(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.hidden = nn.Linear(dim, 100)
+        self.pixels = nn.Linear(100, 28 * 28)
+
+    def forward(self, z):
+        return torch.sigmoid(self.pixels(F.relu(self.hidden(z)))).view(-1, 1, 28, 28)
+
+
+make_encoder, make_decoder = TanhEncoder, SigmoidDecoder
+'''
+
+SPARSITY_WITH_DISTRIBUTIONS = '''
+def sparsity_penalty(activations, rho=0.01):
+    from torch.distributions import Bernoulli, kl_divergence
+    rho_hat = activations.mean(0)
+    return kl_divergence(Bernoulli(probs=torch.full_like(rho_hat, rho)), Bernoulli(probs=rho_hat)).sum()
+'''
+
 AUTOENCODER_TEMPLATE = '''
 class Autoencoder(nn.Module):
     def __init__(self, n_components):
@@ -90,7 +131,7 @@ def sample_train(N, return_labels=False):
              cells={"autoencoder": AUTOENCODER_TEMPLATE.format(
                  body="codes = self.encoder(x)\n        return self.decoder(codes), codes")}),
     _variant("compression_linear_code", "the 32-unit code layer has no sigmoid",
-             {"test_compression", "test_compression_trained"},
+             {"test_compression", "test_compression_trained", "test_sparse_trained"},
              cells={"compression": COMPRESSION_TEMPLATE.format(code="")}),
     _variant("sparsity_mean_over_units", "the KL terms are averaged over units instead of summed",
              {"test_sparsity_penalty"}, cells={"sparsity_penalty": '''
@@ -104,6 +145,16 @@ def sparsity_penalty(activations, rho=0.01):
     rho_hat = activations.mean(dim=1)
     return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
 '''}),
+    _variant("builders_without_tanh", "make_encoder leaves the code unbounded (no Tanh)", {"test_builders"},
+             cells={"builders": BUILDERS_TEMPLATE.format(hidden=100, code="")}),
+    _variant("builders_sigmoid_code", "make_encoder squashes the code with a sigmoid, into (0, 1)", {"test_builders"},
+             cells={"builders": BUILDERS_TEMPLATE.format(hidden=100, code=", nn.Sigmoid()")}),
+    _variant("builders_hidden_128", "the builders use 128 hidden units instead of 100", {"test_builders"},
+             cells={"builders": BUILDERS_TEMPLATE.format(hidden=128, code=", nn.Tanh()")}),
+    _variant("sparse_trained_without_penalty", "1_ae_sparse.pth holds the compression autoencoder, trained without the penalty",
+             {"test_sparse_trained"}, files={"1_ae_sparse.pth": "from:1_ae_compression.pth"}),
+    _variant("missing_sparse_checkpoint", "1_ae_sparse.pth was not submitted", {"test_sparse_trained"},
+             files={"1_ae_sparse.pth": "missing"}),
     _variant("missing_encoder_checkpoint", "1_ae_encoder.pth was not submitted",
              {"test_reconstruction", "test_classifier"}, files={"1_ae_encoder.pth": "missing"}),
     _variant("garbage_compression_checkpoint", "1_ae_compression.pth is not a checkpoint at all",
@@ -129,12 +180,9 @@ def sample_train(N, return_labels=False):
     _variant("autoencoder_written_out", "forward names every step", cells={"autoencoder": AUTOENCODER_TEMPLATE.format(
         body="z = self.encoder(x)\n        x_hat = self.decoder(z)\n        return (z, x_hat)")}),
     _variant("sparsity_with_distributions", "the KL divergence of two Bernoulli distributions from torch.distributions",
-             cells={"sparsity_penalty": '''
-def sparsity_penalty(activations, rho=0.01):
-    from torch.distributions import Bernoulli, kl_divergence
-    rho_hat = activations.mean(0)
-    return kl_divergence(Bernoulli(probs=torch.full_like(rho_hat, rho)), Bernoulli(probs=rho_hat)).sum()
-'''}),
+             cells={"sparsity_penalty": SPARSITY_WITH_DISTRIBUTIONS}),
+    _variant("builders_as_classes", "the builders are nn.Module classes with torch.tanh and torch.sigmoid in forward",
+             cells={"builders": BUILDERS_AS_CLASSES}),
     _variant("warning_but_correct", "correct code that emits a warning inside graded calls",
              cells={"sparsity_penalty": '''
 import warnings
@@ -145,8 +193,10 @@ def sparsity_penalty(activations, rho=0.01):
     return torch.sum(rho * (torch.log(torch.tensor(rho)) - torch.log(p_hat))
                      + (1 - rho) * (torch.log(torch.tensor(1 - rho)) - torch.log(1 - p_hat)))
 '''}),
-    _variant("wider_encoder_retrained", "a different architecture (one wide hidden layer, LeakyReLU), trained by the student",
-             retrain=True, cells={"encoder_decoder": '''
+    _variant("wider_encoder_retrained", "a different architecture (one wide hidden layer, LeakyReLU), builders as "
+             "classes and the penalty from torch.distributions, all trained by the student",
+             retrain=True, cells={"builders": BUILDERS_AS_CLASSES, "sparsity_penalty": SPARSITY_WITH_DISTRIBUTIONS,
+                                  "encoder_decoder": '''
 class Encoder(nn.Module):
     def __init__(self, n_components):
         super().__init__()

@@ -72,6 +72,26 @@ def _superres(forward: str, kernel: int = 4) -> dict[str, str]:
     return {"super_resolution": SUPERRES_TEMPLATE.format(kernel=kernel, forward=_indent(forward))}
 
 
+MLP_DENOISER_TEMPLATE = '''
+class MLPDenoiser(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.Sigmoid(), nn.Linear(128, {code}), {code_activation})
+        self.decoder = nn.Sequential(nn.Linear({code}, 128), nn.Sigmoid(), nn.Linear(128, 784), {output_activation},
+                                     nn.Unflatten(1, (1, 28, 28)))
+
+    def forward(self, x):
+        codes = self.encoder(x)
+        return codes, self.decoder(codes)
+'''
+
+
+def _mlp_denoiser(code: int = 32, code_activation: str = "nn.Sigmoid()", output_activation: str = "nn.Sigmoid()") -> dict:
+    """The cells of an MLPDenoiser with the given code size and activations."""
+    return {"mlp_denoiser": MLP_DENOISER_TEMPLATE.format(code=code, code_activation=code_activation,
+                                                         output_activation=output_activation)}
+
+
 WRONG = [
     # add_noise
     _variant("noise_clipped", "add_noise clips the noisy images to [0, 1]", {"test_add_noise"},
@@ -87,6 +107,15 @@ return x + std * torch.randn_like(x)
              cells=_add_noise("return x.add_(std * torch.randn_like(x))")),
     _variant("noise_one_value_per_image", "add_noise draws one noise value per image, broadcast over its pixels",
              {"test_add_noise"}, cells=_add_noise("return x + std * torch.randn(len(x), 1, 1, 1)")),
+    # MLPDenoiser
+    _variant("mlp_denoiser_relu_code", "MLPDenoiser's code layer uses a ReLU instead of a sigmoid",
+             {"test_mlp_denoiser"}, cells=_mlp_denoiser(code_activation="nn.ReLU()")),
+    _variant("mlp_denoiser_without_output_sigmoid", "MLPDenoiser's output layer has no sigmoid",
+             {"test_mlp_denoiser"}, cells=_mlp_denoiser(output_activation="nn.Identity()")),
+    _variant("mlp_denoiser_code_64", "MLPDenoiser has a 64-unit code instead of 32", {"test_mlp_denoiser"},
+             cells=_mlp_denoiser(code=64)),
+    _variant("missing_mlp_checkpoint", "2_dae_mlp.pth was not submitted", {"test_mlp_denoiser"},
+             files={"2_dae_mlp.pth": "missing"}),
     # Denoiser
     _variant("denoiser_without_sigmoid", "the Denoiser's last sigmoid is missing (the checkpoint still loads)",
              {"test_denoiser_trained"}, cells={"denoiser": '''
@@ -151,6 +180,18 @@ class SuperResolution(nn.Module):
 ]
 
 CORRECT = [
+    _variant("mlp_denoiser_reshaped_in_forward", "MLPDenoiser flattens and reshapes in forward with view",
+             cells={"mlp_denoiser": '''
+class MLPDenoiser(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Identity(), nn.Linear(28 * 28, 128), nn.Sigmoid(), nn.Linear(128, 32), nn.Sigmoid())
+        self.decoder = nn.Sequential(nn.Linear(32, 128), nn.Sigmoid(), nn.Linear(128, 28 * 28), nn.Sigmoid())
+
+    def forward(self, x):
+        z = self.encoder(x.view(x.size(0), -1))
+        return z, self.decoder(z).view(x.size(0), 1, 28, 28)
+'''}),
     _variant("noise_with_torch_normal", "add_noise via torch.normal(mean=x, std=std)",
              cells=_add_noise("return torch.normal(mean=x, std=std)")),
     _variant("noise_with_distributions", "add_noise via torch.distributions.Normal(x, std).sample()",
@@ -169,8 +210,23 @@ return z, x / (1 + torch.exp(-f))
 base = F.interpolate(x, size=(28, 28), mode="bicubic", align_corners=False)
 return torch.add(self.correction(x), base)
 ''')),
-    _variant("other_architectures_retrained", "an MLP Denoiser, a convolutional DAE on x ** 2 and an "
-             "upsample-then-convolve SuperResolution, trained by the student", retrain=True, cells={"denoiser": '''
+    _variant("other_architectures_retrained", "an MLPDenoiser with named layers, an MLP Denoiser, a convolutional DAE on x ** 2 and an "
+             "upsample-then-convolve SuperResolution, trained by the student", retrain=True, cells={"mlp_denoiser": '''
+class MLPDenoiser(nn.Module):
+    """The shared configuration written with named layers and functional sigmoids."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden_in = nn.Linear(784, 128)
+        self.code = nn.Linear(128, 32)
+        self.hidden_out = nn.Linear(32, 128)
+        self.pixels = nn.Linear(128, 784)
+
+    def forward(self, x):
+        z = torch.sigmoid(self.code(torch.sigmoid(self.hidden_in(x.flatten(1)))))
+        y = torch.sigmoid(self.pixels(torch.sigmoid(self.hidden_out(z))))
+        return z, y.reshape(-1, 1, 28, 28)
+''', "denoiser": '''
 class Denoiser(nn.Module):
     """A fully connected denoiser without a narrow bottleneck."""
 

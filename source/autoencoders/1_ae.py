@@ -20,16 +20,17 @@
 # 3. train a 10-dimensional autoencoder,
 # 4. judge its codes with a classifier and a t-SNE map,
 # 5. build the classic compression autoencoder 784-128-32-128-784,
-# 6. look at a 2-D code space and try to generate digits from it,
-# 7. compare code sizes, and
+# 6. train a 2-D autoencoder for 50,000 steps, look at its code space and try to generate digits from it,
+# 7. build encoders and decoders with `make_encoder` / `make_decoder` and compare code sizes, and
 # 8. train a sparse autoencoder.
 #
 # **How grading works.** Cells marked as tests check your code. Some checks are visible here; more
 # are hidden and run when your notebook is graded. The hidden tests call your functions on small
 # inputs, train a fresh `Autoencoder(10)` of yours for a few hundred steps with their own
 # mean-squared-error loss (seconds on a CPU), and load the models you saved: `1_ae_encoder.pth`,
-# `1_ae_decoder.pth` and `1_ae_compression.pth`. Grading never trains those saved models for you, so
-# submit the three files with the notebook.
+# `1_ae_decoder.pth`, `1_ae_compression.pth` and `1_ae_sparse.pth`. Grading never trains those saved
+# models for you, so submit the four files with the notebook (`1_ae_2d.pth` too if you like; it is not
+# graded).
 #
 # **`skip_training`.** While you work, keep `skip_training = False` so the training cells train and
 # save your models. Once they are saved you can set it to `True`: the notebook then loads the saved
@@ -295,7 +296,10 @@ def plot(model, samples):
 # Write a training loop for an `Autoencoder(10)`: mini-batches of 64 images from `x_train`
 # (`minibatches(x_train, batch_size=64)` yields them in a random order), the loss
 # `F.mse_loss(reconstructions, images)`, and Adam with learning rate `1e-3`. About 10 epochs are
-# enough; a progress bar (`progress(range(n_epochs))`) helps. Train on `device`.
+# enough. Train on `device`, and show a progress bar over the epochs (`bar = progress(range(n_epochs))`)
+# whose postfix gives, after every epoch, the mean training loss and the test MSE per pixel
+# (`bar.set_postfix(train=..., test=test_mse(model))`; `test_mse`, below your function, puts the model
+# in `eval()` mode, so switch it back with `model.train()`).
 #
 # **What good looks like:** the test MSE per pixel falls below {{AE.ae10_mse.threshold}} (PCA with 10 components
 # reaches 0.036; predicting the mean image gives 0.067). A reference solution reaches about
@@ -328,7 +332,8 @@ def train(model, n_epochs, lr, batch_size, penalty=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     images = x_train.to(device)
     history = []
-    for epoch in progress(range(n_epochs), desc="epochs"):
+    bar = progress(range(n_epochs), desc="epochs")
+    for epoch in bar:
         total, count = 0.0, 0
         for batch in minibatches(images, batch_size=batch_size):
             codes, reconstructions = model(batch)
@@ -340,6 +345,8 @@ def train(model, n_epochs, lr, batch_size, penalty=None):
             optimizer.step()
             total, count = total + loss.item() * len(batch), count + len(batch)
         history.append(total / count)
+        bar.set_postfix(train=f"{history[-1]:.4f}", test=f"{test_mse(model):.4f}")
+        model.train()
     model.eval()
     return history
     ### END SOLUTION
@@ -502,18 +509,70 @@ grader.collect.common.store("test_compression_trained", grader.collect.ae.collec
 # %% [markdown]
 # ## 6. A 2-D code space
 #
-# With only two code units the codes can be drawn directly. Train an `Autoencoder(2)` (batches of
-# 200, Adam with learning rate 1e-3), encode the test images and scatter their codes coloured by
-# label. Then decode two kinds of codes:
-# * a code you pick by hand from the region where the 4s lie (here: the mean code of the test 4s), and
-# * random codes drawn from a wide Gaussian around the origin.
+# With only two code units the codes can be drawn directly. This part follows the exercise it comes
+# from: an `Autoencoder(2)` trained for **50,000 steps**, each on a fresh batch of **200** images from
+# `sample_train`, with the MSE loss and Adam (learning rate 1e-3).
+#
+# Write `train_steps(model, n_steps, lr=1e-3, batch_size=200, show_every=10_000)`: one Adam step per
+# batch `sample_train(batch_size)`, a progress bar over the steps (`bar = progress(range(n_steps))`)
+# whose postfix shows, every 100 steps, the mean loss of the last 100 steps and the latest test MSE
+# (`test_mse(model)`, computed every 1,000 steps; `bar.set_postfix(train=..., test=...)`), and every `show_every`
+# steps a look at how it is doing: your `plot` on a batch of a single training image (from
+# `sample_train`) draws it beside its reconstruction. Return the list of losses of every step and leave the model in `eval()` mode.
+#
+# 50,000 steps take 5 to 7 minutes on two CPU cores (about a minute on a GPU). `AE2D_STEPS`
+# below holds the exercise's number; if you are short of time, 10,000 steps already give a readable
+# map, but say so when you discuss it. The 2-D model is not graded; `1_ae_2d.pth` is optional.
+
+# %% kind="solution" grade_id="train_steps"
+def train_steps(model, n_steps, lr=1e-3, batch_size=200, show_every=10_000):
+    """Train an autoencoder for n_steps Adam steps on fresh batches from sample_train, with the MSE loss.
+
+    Args:
+        model: an autoencoder whose forward maps images (B, 1, 28, 28) to (codes, reconstructions); it is
+            moved to `device`, trained in place and left in evaluation mode.
+        n_steps: number of optimisation steps, an int; every step draws a new batch.
+        lr: learning rate of the Adam optimiser, a float.
+        batch_size: number of images per step, an int.
+        show_every: every this many steps, plot one training image beside its reconstruction.
+
+    Returns:
+        A list of n_steps floats: the MSE of every step's batch.
+    """
+    ### BEGIN SOLUTION
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    bar = progress(range(1, n_steps + 1), desc="steps")
+    for step in bar:
+        batch = sample_train(batch_size).to(device)
+        loss = F.mse_loss(model(batch)[1], batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 1000 == 0 or step == 100:
+            test = test_mse(model)
+            model.train()
+        if step % 100 == 0:
+            bar.set_postfix(train=f"{np.mean(losses[-100:]):.4f}", test=f"{test:.4f}")
+        if step % show_every == 0:
+            plot(model, sample_train(1))
+            model.train()
+    model.eval()
+    return losses
+    ### END SOLUTION
+
 
 # %%
-torch.manual_seed(0)  # the same initial weights and mini-batches on every run
+AE2D_STEPS = 50_000  # the exercise's setting
+
+torch.manual_seed(0)  # the same initial weights and batches on every run
 ae2 = Autoencoder(2)
 have_ae2 = True
 if not skip_training:
-    train(ae2, n_epochs=20, lr=1e-3, batch_size=200)
+    losses_2d = train_steps(ae2, AE2D_STEPS, show_every=max(AE2D_STEPS // 5, 1))
+    print(f"mean loss of the last 1,000 steps: {np.mean(losses_2d[-1000:]):.4f}")
     save_model(ae2, "1_ae_2d.pth")
 else:
     try:
@@ -521,14 +580,24 @@ else:
     except CheckpointError as error:
         have_ae2 = False
         print(f"The 2-D code space is skipped (it is not graded): {error}")
-if have_ae2:
-    ae2.to(device)
-    codes_2d = encode(ae2.encoder, x_test)
-    scatter_codes(codes_2d, y_test, title="2-D codes of the test images")
+
+# %% [markdown]
+# Now encode a batch of 10,000 labelled training images, `sample_train(10000, return_labels=True)`
+# (the offline test set has only 8,000 training images, so you get all of them there), and scatter the
+# codes in the $(z_1, z_2)$ plane, coloured by label. Then decode two kinds of codes:
+# * a code you pick by hand from the region where the 4s lie (here: the mean code of the 4s), and
+# * random codes drawn from a wide Gaussian around the origin.
 
 # %%
 if have_ae2:
-    picked = codes_2d[y_test == 4].mean(dim=0, keepdim=True)
+    ae2.to(device)
+    images_2d, labels_2d = sample_train(10000, return_labels=True)
+    codes_2d = encode(ae2.encoder, images_2d)
+    scatter_codes(codes_2d, labels_2d, title=f"2-D codes of {len(images_2d):,} training images")
+
+# %%
+if have_ae2:
+    picked = codes_2d[labels_2d == 4].mean(dim=0, keepdim=True)
     torch.manual_seed(1)
     random_codes = 3 * codes_2d.std() * torch.randn(9, 2)
     with torch.no_grad():
@@ -546,24 +615,118 @@ if have_ae2:
 # %% [markdown]
 # ## 7. How large should the code be?
 #
-# Train autoencoders with codes of 2, 3, 32 and 50 units for 5 epochs each and compare their test
-# MSE and their reconstructions. Where does adding units stop helping?
+# Another exercise builds its encoders and decoders with two small functions instead of classes.
+# Write them:
+#
+# * `make_encoder(DIM)` returns an `nn.Sequential`: flatten the image, `Linear(784, 100)`, ReLU,
+#   `Linear(100, DIM)`, and a **Tanh**, so every code unit lies in $(-1, 1)$. Input `(B, 1, 28, 28)`,
+#   output `(B, DIM)`.
+# * `make_decoder(DIM)` returns the mirror image: `Linear(DIM, 100)`, ReLU, `Linear(100, 784)`, a
+#   sigmoid, and `nn.Unflatten(1, (1, 28, 28))`. Input `(B, DIM)`, output `(B, 1, 28, 28)` in $[0, 1]$.
+#
+# With `DIM = 100` the encoder has 79,000 + 10,100 = 89,100 parameters and the decoder 10,100 + 79,184 =
+# 89,284. Hidden tests check both builders for several code sizes: layer shapes, output shapes and
+# ranges, and that the code saturates like a Tanh for large inputs.
+
+# %% kind="solution" grade_id="builders"
+def make_encoder(DIM):
+    """A small fully connected encoder with a Tanh code.
+
+    Args:
+        DIM: length of the code, an int.
+
+    Returns:
+        An nn.Module mapping images (B, 1, 28, 28) to codes (B, DIM) with values in (-1, 1):
+        784 -> 100 (ReLU) -> DIM (Tanh).
+    """
+    ### BEGIN SOLUTION
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, DIM), nn.Tanh())
+    ### END SOLUTION
+
+
+def make_decoder(DIM):
+    """The decoder matching make_encoder(DIM).
+
+    Args:
+        DIM: length of the codes it accepts, an int.
+
+    Returns:
+        An nn.Module mapping codes (B, DIM) to images (B, 1, 28, 28) with values in (0, 1):
+        DIM -> 100 (ReLU) -> 784 (sigmoid), reshaped to 1 x 28 x 28.
+    """
+    ### BEGIN SOLUTION
+    return nn.Sequential(nn.Linear(DIM, 100), nn.ReLU(), nn.Linear(100, 784), nn.Sigmoid(),
+                         nn.Unflatten(1, (1, 28, 28)))
+    ### END SOLUTION
+
+
+# %% kind="tests" grade_id="test_builders" points=2
+z = make_encoder(7)(torch.rand(4, 1, 28, 28))
+assert tuple(z.shape) == (4, 7), f"make_encoder(7) should give codes of shape (4, 7), got {tuple(z.shape)}"
+assert z.abs().max() < 1, "the codes of make_encoder should lie in (-1, 1): end with a Tanh"
+y = make_decoder(7)(z)
+assert tuple(y.shape) == (4, 1, 28, 28), f"make_decoder(7) should give shape (4, 1, 28, 28), got {tuple(y.shape)}"
+assert y.min() >= 0 and y.max() <= 1, "make_decoder outputs should lie in [0, 1]"
+print("Visible tests passed.")
+### BEGIN HIDDEN TESTS
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_builders", grader.collect.ae.collect_builders, make_encoder, make_decoder)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# `Stack(DIM)` puts a built encoder and decoder behind the `(codes, reconstructions)` interface, so
+# your `train` from part 3 trains it. The next cell trains a `Stack(100)` in six short rounds of one
+# epoch each (batches of 100, Adam with learning rate 1e-3) and after every round shows how it
+# reconstructs one training example of each digit 0 to 9: watch the digits sharpen.
+
+# %%
+class Stack(nn.Module):
+    """make_encoder(DIM) followed by make_decoder(DIM); forward returns (codes, reconstructions)."""
+
+    def __init__(self, DIM):
+        super().__init__()
+        self.encoder, self.decoder = make_encoder(DIM), make_decoder(DIM)
+
+    def forward(self, x):
+        z = self.encoder(x)
+        return z, self.decoder(z)
+
+
+one_of_each = torch.stack([x_train[y_train == digit][0] for digit in range(10)])
+show_images(one_of_each, ncol=10, title="one training example of each digit")
+if not skip_training:
+    torch.manual_seed(0)
+    stack = Stack(100)
+    for round_ in range(1, 7):
+        loss = train(stack, n_epochs=1, lr=1e-3, batch_size=100)[-1]
+        with torch.no_grad():
+            rebuilt = stack(one_of_each.to(device))[1].cpu()
+        show_images(rebuilt, ncol=10, title=f"after round {round_}: training loss {loss:.4f}")
+
+# %% [markdown]
+# Now the code size. The cell trains a `Stack` for 5 epochs at each size, from a very small code (2, 3)
+# to a large one (32, 50, 100), then plots the test MSE against the size and shows the ten digits
+# rebuilt at each size. Where does adding units stop helping? Is the 100-D code, longer than the
+# 100-unit hidden layer before it, any better than 50?
 
 # %%
 code_size_mse = {}
 if not skip_training:
-    for size in (2, 3, 32, 50):
+    for size in (2, 3, 32, 50, 100):
         torch.manual_seed(0)
-        model = Autoencoder(size)
-        train(model, n_epochs=5, lr=1e-3, batch_size=64)
+        model = Stack(size)
+        train(model, n_epochs=5, lr=1e-3, batch_size=100)
         code_size_mse[size] = test_mse(model)
-        plot(model, x_test[:10])
+        with torch.no_grad():
+            rebuilt = model(one_of_each.to(device))[1].cpu()
+        show_images(rebuilt, ncol=10, title=f"code size {size}: test MSE {code_size_mse[size]:.4f}")
     plt.plot(list(code_size_mse), list(code_size_mse.values()), "o-")
     plt.xscale("log")
     plt.xlabel("code size")
     plt.ylabel("test MSE per pixel")
     plt.show()
-print(code_size_mse)
+print({size: round(mse, 4) for size, mse in code_size_mse.items()})
 
 # %% [markdown]
 # ## 8. A sparse autoencoder
@@ -609,23 +772,45 @@ grader.collect.common.store("test_sparsity_penalty", grader.collect.ae.collect_s
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Train the compression architecture with the penalty added to the loss ($\rho = 0.01$, weight
-# $3 \cdot 10^{-4}$) and compare how active the code units are with and without it. With the penalty
-# most units should have a mean activation close to $\rho$, at the price of a somewhat higher MSE
-# (a reference run: 0.042 after these 20 epochs; without the penalty the same architecture reaches
-# about 0.026 after 20 epochs, and {{AE.compression_mse.reference:.3f}} after the 50 epochs of part 5). Try a larger weight: what happens when
-# every unit is pushed to $\rho$?
+# Train the compression architecture with the penalty added to the loss, at the configuration the
+# three autoencoders of the exercise share: $\rho = 0.01$, penalty weight $3 \cdot 10^{-3}$, the MSE
+# loss, Adam with learning rate 0.01, batches of 256, 50 epochs. The cell saves it to
+# `1_ae_sparse.pth` and compares how active the code units are with and without the penalty.
+#
+# **What good looks like:** on test images, the mean activation of the code units (averaged over
+# images, then over the 32 units) falls below {{AE.sparse_activation.threshold}} (a reference solution: about
+# {{AE.sparse_activation.reference:.3f}}, with most units near $\rho$; the same network without the penalty: about 0.5), and
+# the test MSE per pixel stays below
+# {{AE.sparse_mse.threshold}} (a reference solution: about {{AE.sparse_mse.reference:.3f}}, against {{AE.compression_mse.reference:.3f}} without the penalty): sparse codes
+# cost some reconstruction quality. Try a larger weight, such as $10^{-2}$: what happens to the
+# reconstructions when every unit is pushed to $\rho$?
 
 # %%
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 sparse_ae = CompressionAutoencoder()
 if not skip_training:
-    train(sparse_ae, n_epochs=20, lr=0.01, batch_size=256, penalty=lambda codes: 3e-4 * sparsity_penalty(codes))
-    with torch.no_grad():
-        sparse_codes = sparse_ae.to(device)(x_test.to(device))[0].cpu()
-        dense_codes = compression_ae(x_test.to(device))[0].cpu()
-    print(f"test MSE per pixel: {test_mse(sparse_ae):.4f}")
-    plt.hist([dense_codes.mean(0), sparse_codes.mean(0)], bins=20, label=["no penalty", "sparse"])
-    plt.xlabel("mean activation of a code unit")
-    plt.legend()
-    plt.show()
+    train(sparse_ae, n_epochs=50, lr=0.01, batch_size=256, penalty=lambda codes: 3e-3 * sparsity_penalty(codes))
+    save_model(sparse_ae, "1_ae_sparse.pth")
+else:
+    load_model(sparse_ae, "1_ae_sparse.pth", device)
+sparse_ae.to(device).eval()
+with torch.no_grad():
+    sparse_codes = sparse_ae(x_test.to(device))[0].cpu()
+    dense_codes = compression_ae(x_test.to(device))[0].cpu()
+print(f"test MSE per pixel: {test_mse(sparse_ae):.4f}")
+print(f"mean code activation: {sparse_codes.mean():.4f} with the penalty, {dense_codes.mean():.4f} without")
+plt.hist([dense_codes.mean(0), sparse_codes.mean(0)], bins=20, label=["no penalty", "sparse"])
+plt.xlabel("mean activation of a code unit over the test images")
+plt.legend()
+plt.show()
+
+# %% kind="tests" grade_id="test_sparse_trained" points=2
+# Hidden tests load 1_ae_sparse.pth into CompressionAutoencoder() and check, on held-out images, the mean
+# activation of the code units (below {{AE.sparse_activation.threshold}}) and the per-pixel MSE (below {{AE.sparse_mse.threshold}}).
+### BEGIN HIDDEN TESTS
+import grader.collect.ae
+import grader.collect.common
+grader.collect.common.store("test_sparse_trained", grader.collect.ae.collect_trained_sparse, CompressionAutoencoder)
+### END HIDDEN TESTS
+assert sparse_codes.mean() < dense_codes.mean(), "The penalty should make the code units less active than without it"
+print("Visible tests passed.")

@@ -15,19 +15,21 @@
 # useful features on the way.
 #
 # In this notebook you will
-# 1. write `add_noise` and a training function, and train a small convolutional autoencoder that
-#    removes Gaussian noise from MNIST digits;
+# 1. write `add_noise` and a training function, and train two denoisers of MNIST digits corrupted
+#    with Gaussian noise: a small convolutional autoencoder, and the fully connected 784-128-32-128-784
+#    autoencoder of the exercise this part follows;
 # 2. build a DAE with a multiplicative gate for varianceMNIST, where a plain autoencoder cannot work,
 #    and judge its codes with a classifier and a t-SNE map;
 # 3. train a network that doubles the resolution of digits (14x14 to 28x28) and compare it with
 #    classic interpolation;
-# 4. see what the MNIST denoiser does with images unlike its training data.
+# 4. see what the MNIST denoiser does with images unlike its training data (Fashion-MNIST), and
+# 5. optionally, when CIFAR-10 is at hand, double and quadruple the resolution of colour photos.
 #
 # **How grading works.** Cells marked as tests check your code. Some checks are visible here; more
 # are hidden and run when your notebook is graded. The hidden tests call your functions on small
 # inputs, train your `DAE` and `SuperResolution` from scratch for a few hundred steps, and load the
-# models you saved: `2_dae_denoiser.pth`, `2_dae_variance.pth` and `2_dae_superres.pth`. Grading
-# never trains them for you, so submit those three files with the notebook.
+# models you saved: `2_dae_denoiser.pth`, `2_dae_mlp.pth`, `2_dae_variance.pth` and
+# `2_dae_superres.pth`. Grading never trains them for you, so submit those four files with the notebook.
 #
 # **`skip_training`.** While you work, keep `skip_training = False` so the training cells train and
 # save your models. Once they are saved you can set it to `True`: the notebook then loads the saved
@@ -51,7 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aelib.checkpoints import load_model, save_model
-from aelib.data import downsample, load_mnist, minibatches, variance_mnist
+from aelib.data import downsample, load_cifar10, load_fashion_mnist, load_mnist, minibatches, variance_mnist
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from aelib.plotting import scatter_codes, show_images, show_signed_images
 from aelib.training import pick_device, progress
@@ -296,6 +298,83 @@ import grader.collect.common
 grader.collect.common.store("test_denoiser_trained", grader.collect.dae.collect_denoiser_trained, Denoiser)
 ### END HIDDEN TESTS
 assert denoised_mse < noisy_mse, "The denoised images are further from the clean ones than the noisy inputs: train the Denoiser"
+print("Visible tests passed.")
+
+# %% [markdown]
+# ### 1.5 The fully connected denoising autoencoder
+#
+# The exercise this part follows uses one configuration for its compression, denoising and sparse
+# autoencoders: fully connected layers 784-128-32-128-784 with a **sigmoid after every layer** (the
+# 32-unit code too), the MSE loss, Adam with learning rate 0.01, batches of 256 and 50 epochs. Its
+# denoiser is that network trained on `(add_noise(batch), batch)` pairs.
+#
+# Write `MLPDenoiser()`: `forward(x)` takes noisy images `(B, 1, 28, 28)` and returns the pair
+# `(codes, denoised)`, codes of shape `(B, 32)` in $(0, 1)$ and denoised images `(B, 1, 28, 28)` in
+# $(0, 1)$ (your `train` uses the images, the last element of the pair). It has 209,968 parameters.
+#
+# **What good looks like:** after the 50 epochs (seconds on two CPU cores with the offline set of 8,000 images, two to three
+# minutes with all 60,000), a test MSE against the clean images
+# below {{DAE.mlp_denoiser_mse.threshold}} (a reference solution: about {{DAE.mlp_denoiser_mse.reference:.3f}}). The 32-unit bottleneck
+# keeps it behind the convolutional denoiser: compare the two below.
+
+# %% kind="solution" grade_id="mlp_denoiser"
+class MLPDenoiser(nn.Module):
+    """The 784-128-32-128-784 autoencoder with a sigmoid after every linear layer, used as a denoiser.
+
+    The constructor takes no arguments: the code always has 32 units.
+    """
+
+    def __init__(self):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.Sigmoid(),
+                                     nn.Linear(128, 32), nn.Sigmoid())
+        self.decoder = nn.Sequential(nn.Linear(32, 128), nn.Sigmoid(), nn.Linear(128, 784), nn.Sigmoid(),
+                                     nn.Unflatten(1, (1, 28, 28)))
+        ### END SOLUTION
+
+    def forward(self, x):
+        """The codes of noisy images x and the denoised images.
+
+        Args:
+            x: float tensor (B, 1, 28, 28) of noisy images; values may lie outside [0, 1].
+
+        Returns:
+            A tuple (codes, denoised): codes is a float tensor (B, 32) of sigmoid activations in (0, 1),
+            and denoised a float tensor (B, 1, 28, 28) with values in (0, 1).
+        """
+        ### BEGIN SOLUTION
+        codes = self.encoder(x)
+        return codes, self.decoder(codes)
+        ### END SOLUTION
+
+
+# %%
+torch.manual_seed(0)  # the same initial weights and mini-batches on every run
+mlp_denoiser = MLPDenoiser()
+if not skip_training:
+    history = train(mlp_denoiser, lambda batch: (add_noise(batch), batch), n_epochs=50, lr=0.01, batch_size=256)
+    print("training losses of the last 5 epochs:", np.round(history[-5:], 4))
+    save_model(mlp_denoiser, "2_dae_mlp.pth")
+else:
+    load_model(mlp_denoiser, "2_dae_mlp.pth", device)
+mlp_denoiser.to(device).eval()
+mlp_denoised_test = predict(mlp_denoiser, x_test_noisy)
+mlp_mse = mse_per_pixel(mlp_denoised_test, x_test)
+print(f"test MSE against the clean images: noisy inputs {noisy_mse:.4f}, MLP denoiser {mlp_mse:.4f}, "
+      f"convolutional denoiser {denoised_mse:.4f}")
+show_images(torch.cat([x_test_noisy[:10], mlp_denoised_test[:10], denoised_test[:10]]), ncol=10,
+            title="noisy (top), the MLP denoiser (middle), the convolutional denoiser (bottom)")
+
+# %% kind="tests" grade_id="test_mlp_denoiser" points=2
+# Hidden tests check the layers of MLPDenoiser(), load 2_dae_mlp.pth into it and check its MSE on held-out
+# images corrupted with fixed noise of their own (std 0.2): it should be below {{DAE.mlp_denoiser_mse.threshold}}.
+### BEGIN HIDDEN TESTS
+import grader.collect.dae
+import grader.collect.common
+grader.collect.common.store("test_mlp_denoiser", grader.collect.dae.collect_mlp_denoiser, MLPDenoiser)
+### END HIDDEN TESTS
+assert mlp_mse < noisy_mse, "The MLP denoiser's outputs are further from the clean images than its inputs: train it"
 print("Visible tests passed.")
 
 # %% [markdown]
@@ -648,24 +727,32 @@ print("Visible tests passed.")
 # ## 4. Out of distribution
 #
 # The denoiser of part 1 learned what *MNIST digits* look like, not what images in general look like.
-# Give it noisy versions (std 0.2) of images made from the same test digits but unlike anything it was
-# trained on: rotated by 90 degrees, inverted (white background), shifted by 8 pixels, and faint
-# (intensities halved). For each, the cell prints the MSE of the noisy input and of the denoised output
-# against the clean image.
+# Give it noisy versions (std 0.2) of images unlike anything it was trained on. The natural test is
+# **Fashion-MNIST**: 28x28 grey photos of clothes, in the same file format as MNIST. `load_fashion_mnist`
+# reads its files from `FashionMNIST/raw/` in your data folder (downloading them when you are online).
+# If they cannot be had, the cell says so and uses images made from the test digits instead: rotated by
+# 90 degrees, inverted (white background), shifted by 8 pixels, and faint (intensities halved). For each
+# kind of image it prints the MSE of the noisy input and of the denoised output against the clean image.
 
 # %%
-strange = {
-    "rotated": torch.rot90(x_test[:1000], 1, dims=(2, 3)),
-    "inverted": 1 - x_test[:1000],
-    "shifted": torch.roll(x_test[:1000], shifts=(8, 8), dims=(2, 3)),
-    "faint": 0.5 * x_test[:1000],
-}
+try:
+    fashion, _ = load_fashion_mnist("test")
+    strange = {"Fashion-MNIST": fashion[:1000]}
+except FileNotFoundError as error:
+    print(f"Fashion-MNIST is not available, so the denoiser is tried on altered digits instead.\n{error}")
+    strange = {
+        "rotated": torch.rot90(x_test[:1000], 1, dims=(2, 3)),
+        "inverted": 1 - x_test[:1000],
+        "shifted": torch.roll(x_test[:1000], shifts=(8, 8), dims=(2, 3)),
+        "faint": 0.5 * x_test[:1000],
+    }
 noise = 0.2 * torch.randn(1000, 1, 28, 28, generator=torch.Generator().manual_seed(4))
 for name, images in strange.items():
     noisy = images + noise
     cleaned = predict(denoiser, noisy)
-    print(f"{name:>9}: noisy input {mse_per_pixel(noisy, images):.4f}, denoised {mse_per_pixel(cleaned, images):.4f}")
-    show_images(torch.cat([noisy[:5], cleaned[:5]]), ncol=5, title=f"{name}: noisy (top), denoised (bottom)")
+    print(f"{name:>13}: noisy input {mse_per_pixel(noisy, images):.4f}, denoised {mse_per_pixel(cleaned, images):.4f}")
+    show_images(torch.cat([images[:5], noisy[:5], cleaned[:5]]), ncol=5,
+                title=f"{name}: clean (top), noisy, denoised (bottom)")
 
 # %% [markdown]
 # **Question.** Which of these images does the denoiser still clean up, and which does it ruin? Look
@@ -673,3 +760,70 @@ for name, images in strange.items():
 # autoencoder learns, and about using one on data from a different distribution?
 #
 # *Your answer here.*
+
+# %% [markdown]
+# ## 5. Optional: super-resolution of colour photos (CIFAR-10, not graded)
+#
+# The exercise this notebook follows also asks for super-resolution on CIFAR-10, 32x32 colour photos of
+# ten kinds of objects. This part runs only when CIFAR-10 is in your data folder: download the binary
+# version, `cifar-10-binary.tar.gz` (about 160 MB), from https://www.cs.toronto.edu/~kriz/cifar.html and put
+# it in the data folder (`load_cifar10` unpacks it into `cifar-10-batches-bin/`). It is not graded and
+# trains for a few minutes on a CPU.
+#
+# Two models with the design of your `SuperResolution`, a bicubic upsampling plus a learned convolutional
+# correction, now for three channels: one doubles the resolution (16x16 to 32x32), the other quadruples
+# it (8x8 to 32x32). Questions to explore: how much better than bicubic is each? What does the 4x model
+# draw when you feed it pure noise instead of a small photo?
+
+# %%
+class ColourSuperResolution(nn.Module):
+    """Bicubic upsampling by `factor` plus a learned correction, for (B, 3, H, W) colour images."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+        self.refine = nn.Sequential(
+            nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 3, 3, padding=1),
+        )
+
+    def forward(self, x):
+        upsampled = F.interpolate(x, scale_factor=self.factor, mode="bicubic", align_corners=False)
+        return upsampled + self.refine(upsampled)
+
+
+CIFAR_EPOCHS = 3
+if skip_training:
+    print("CIFAR-10 super-resolution is skipped while skip_training is True (it is not graded).")
+else:
+    try:
+        cifar_train, _ = load_cifar10("train")
+        cifar_test, _ = load_cifar10("test")
+    except FileNotFoundError as error:
+        print(f"CIFAR-10 super-resolution is skipped.\n{error}")
+    else:
+        cifar_test = cifar_test[:1000]
+        for factor in (2, 4):
+            torch.manual_seed(0)
+            model = ColourSuperResolution(factor).to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            bar = progress(range(CIFAR_EPOCHS), desc=f"{factor}x")
+            for epoch in bar:
+                model.train()
+                for batch in minibatches(cifar_train, batch_size=64):
+                    batch = batch.to(device)
+                    loss = F.mse_loss(model(F.avg_pool2d(batch, factor)), batch)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                small_test = F.avg_pool2d(cifar_test, factor)
+                test = mse_per_pixel(predict(model, small_test), cifar_test)
+                bar.set_postfix(train=f"{loss.item():.4f}", test=f"{test:.4f}")
+            bicubic = F.interpolate(small_test, scale_factor=factor, mode="bicubic", align_corners=False)
+            print(f"{factor}x: test MSE bicubic {mse_per_pixel(bicubic, cifar_test):.4f}, learned {test:.4f}")
+            show_images(torch.cat([cifar_test[:8], bicubic[:8], predict(model, small_test[:8])]), ncol=8,
+                        title=f"{factor}x: originals (top), bicubic, learned (bottom)")
+        noise_inputs = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+        show_images(torch.cat([F.interpolate(noise_inputs, scale_factor=4), predict(model, noise_inputs)]), ncol=8,
+                    title="pure noise into the 4x model: inputs (top), outputs (bottom)")

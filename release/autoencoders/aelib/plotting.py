@@ -7,14 +7,17 @@ import torch
 
 def show_images(images: torch.Tensor, ncol: int = 10, title: str | None = None, cmap: str = "gray",
                 vmin: float | None = 0.0, vmax: float | None = 1.0) -> None:
-    """Show a batch of (B,1,28,28) images as a grid with `ncol` columns."""
+    """Show a batch of grey (B,1,H,W) or colour (B,3,H,W) images as a grid with `ncol` columns."""
     images = images.detach().cpu()
     nrow = (len(images) + ncol - 1) // ncol
     fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 0.9), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image in zip(axes.flat, images):
-        ax.imshow(image.squeeze(0).numpy(), cmap=cmap, vmin=vmin, vmax=vmax)
+        if image.shape[0] == 3:  # colour: RGB channels last, as imshow wants them
+            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+        else:
+            ax.imshow(image.squeeze(0).numpy(), cmap=cmap, vmin=vmin, vmax=vmax)
     if title:
         fig.suptitle(title)
     plt.show()
