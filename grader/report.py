@@ -11,7 +11,6 @@ grading pipeline) and the students whose autograding failed. `class_summary` giv
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 import re

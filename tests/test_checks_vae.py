@@ -400,4 +400,4 @@ def test_test_cells_end_with_a_statement_and_checkpoint_checks_come_first():
 def test_checkpoint_names_match_what_the_notebook_saves():
     text = (pipeline.SOURCE / "3_vae.py").read_text()
     for name in (collect.ENCODER_FILE, collect.DECODER_FILE, collect.BERNOULLI_FILE):
-        assert f'save_model(' in text and f'"{name}"' in text and name.startswith("3_vae_")
+        assert 'save_model(' in text and f'"{name}"' in text and name.startswith("3_vae_")

@@ -19,8 +19,8 @@ from grader.variants.hostile import BASES, LEAK, PAYLOAD_FLAG, PROBE_PORT, catal
 NOTEBOOKS = notebooks_under_test()
 POINTS = {name: notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb")) for name in NOTEBOOKS}
 # Every variant is collected and judged in tests/test_checks.py; through nbgrader only those that must train
-# (alternative architectures), which that file cannot run. Wrong code goes through nbgrader in the blank
-# submission, the hostile bases and the catalogue.
+# (alternative architectures, trained once by `aecourse train-reference --variants` and cached), which that
+# file does not run. Wrong code goes through nbgrader in the blank submission, the hostile bases and the catalogue.
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS if variant.retrain]
 HOSTILE = [case for case in catalogue() if case.notebook in NOTEBOOKS]
 WORKERS = 2

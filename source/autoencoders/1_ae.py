@@ -624,7 +624,7 @@ if have_ae2:
 # * `make_decoder(DIM)` returns the mirror image: `Linear(DIM, 100)`, ReLU, `Linear(100, 784)`, a
 #   sigmoid, and `nn.Unflatten(1, (1, 28, 28))`. Input `(B, DIM)`, output `(B, 1, 28, 28)` in $[0, 1]$.
 #
-# With `DIM = 100` the encoder has 79,000 + 10,100 = 89,100 parameters and the decoder 10,100 + 79,184 =
+# With `DIM = 100` the encoder has 78,500 + 10,100 = 88,600 parameters and the decoder 10,100 + 79,184 =
 # 89,284. Hidden tests check both builders for several code sizes: layer shapes, output shapes and
 # ranges, and that the code saturates like a Tanh for large inputs.
 

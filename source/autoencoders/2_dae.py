@@ -312,8 +312,8 @@ print("Visible tests passed.")
 # `(codes, denoised)`, codes of shape `(B, 32)` in $(0, 1)$ and denoised images `(B, 1, 28, 28)` in
 # $(0, 1)$ (your `train` uses the images, the last element of the pair). It has 209,968 parameters.
 #
-# **What good looks like:** after the 50 epochs (seconds on two CPU cores with the offline set of 8,000 images, two to three
-# minutes with all 60,000), a test MSE against the clean images
+# **What good looks like:** after the 50 epochs (about 15 seconds on two CPU cores with the offline set of 8,000 images, under
+# two minutes with all 60,000), a test MSE against the clean images
 # below {{DAE.mlp_denoiser_mse.threshold}} (a reference solution: about {{DAE.mlp_denoiser_mse.reference:.3f}}). The 32-unit bottleneck
 # keeps it behind the convolutional denoiser: compare the two below.
 
