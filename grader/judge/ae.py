@@ -74,31 +74,28 @@ def built_output(weights: object, x: torch.Tensor, last: Callable[[torch.Tensor]
 def judge_builders(out: dict, inputs: Inputs) -> None:
     """make_encoder(DIM) computes tanh(W2 relu(W1 x + b1) + b2); make_decoder(DIM) sigmoid(...) reshaped to images."""
     for size in collect.BUILDER_SIZES:
-        assert out[f"modules{size}"] is True, "make_encoder and make_decoder should return nn.Module objects."
+        assert out.get(f"modules{size}") is True, "make_encoder and make_decoder should return nn.Module objects."
         for part, layers in builder_layers(size).items():
-            assert out[f"{part}{size}_layers"] == layers, (
+            assert out.get(f"{part}{size}_layers") == layers, (
                 f"make_{part}({size}) should have the linear layers {' then '.join(f'{i}->{o}' for o, i in layers)} "
-                f"(weight shapes {layers}), got {describe(out[f'{part}{size}_layers'])}.")
+                f"(weight shapes {layers}), got {describe(out.get(f'{part}{size}_layers'))}.")
             parameters = sum(o * i + o for o, i in layers)
-            assert out[f"{part}{size}_parameters"] == parameters, (
-                f"make_{part}({size}) should have {parameters} parameters, got {describe(out[f'{part}{size}_parameters'])}.")
-        codes = require_tensor(out[f"codes{size}"], f"make_encoder({size}) output for 5 images", (5, size))
-        saturated = require_tensor(out[f"saturated{size}"], f"make_encoder({size}) output for large inputs", (5, size))
+            assert out.get(f"{part}{size}_parameters") == parameters, (
+                f"make_{part}({size}) should have {parameters} parameters, got {describe(out.get(f'{part}{size}_parameters'))}.")
+        codes = require_tensor(out.get(f"codes{size}"), f"make_encoder({size}) output for 5 images", (5, size))
+        saturated = require_tensor(out.get(f"saturated{size}"), f"make_encoder({size}) output for large inputs", (5, size))
         assert codes.abs().max() < 1 and saturated.abs().max() <= 1, (
             f"The codes of make_encoder({size}) should lie in (-1, 1), got values up to "
             f"{max(codes.abs().max(), saturated.abs().max()):.3g}: end the encoder with nn.Tanh().")
-        assert saturated.min() < -0.9 and saturated.max() > 0.9, (
-            f"For large inputs the codes of make_encoder({size}) should approach both -1 and +1 like a Tanh; "
-            f"they stay in [{saturated.min():.3g}, {saturated.max():.3g}]. End the encoder with nn.Tanh().")
         for x, got in ((collect.encoder_inputs(inputs, 5), codes), (collect.saturating_inputs(inputs), saturated)):
-            assert torch.allclose(got.double(), built_output(out[f"encoder{size}_weights"], x, torch.tanh), atol=1e-5), (
+            assert torch.allclose(got.double(), built_output(out.get(f"encoder{size}_weights"), x, torch.tanh), atol=1e-5), (
                 f"make_encoder({size}) does not compute tanh(W2 relu(W1 x + b1) + b2) with its own layers: flatten, "
                 "Linear(784, 100), ReLU, Linear(100, DIM), Tanh, in this order.")
-        images = require_tensor(out[f"images{size}"], f"make_decoder({size}) output for 5 codes", (5, 1, 28, 28))
+        images = require_tensor(out.get(f"images{size}"), f"make_decoder({size}) output for 5 codes", (5, 1, 28, 28))
         assert images.min() >= 0 and images.max() <= 1, (
             f"make_decoder({size}) outputs should lie in [0, 1] (got {images.min():.3g} to {images.max():.3g}): "
             "end with a sigmoid before reshaping.")
-        expected = built_output(out[f"decoder{size}_weights"], collect.builder_codes(inputs, size), torch.sigmoid)
+        expected = built_output(out.get(f"decoder{size}_weights"), collect.builder_codes(inputs, size), torch.sigmoid)
         assert torch.allclose(images.double().flatten(1), expected, atol=1e-5), (
             f"make_decoder({size}) does not compute sigmoid(W2 relu(W1 z + b1) + b2) with its own layers: "
             "Linear(DIM, 100), ReLU, Linear(100, 784), sigmoid, then nn.Unflatten(1, (1, 28, 28)).")
@@ -207,7 +204,7 @@ def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
     """The trained sparse autoencoder's code units are rarely active on held-out images, and it still reconstructs."""
     images = split("test")[0]
     assert "codes" in out, f"CompressionAutoencoder.forward should return (codes, reconstructions), got {out.get('kind')}."
-    codes = require_tensor(out["codes"], "codes of the test images", (len(images), 32))
+    codes = require_tensor(out.get("codes"), "codes of the test images", (len(images), 32))
     assert codes.min() >= 0 and codes.max() <= 1, (
         f"The codes of your sparse autoencoder should be sigmoid activations in (0, 1), got values from "
         f"{codes.min():.3g} to {codes.max():.3g}.")
@@ -217,7 +214,7 @@ def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
         f"The code units of your sparse autoencoder (1_ae_sparse.pth) have a mean activation of {activation:.3f} on "
         f"held-out images; with the sparsity penalty it should be below {figure.threshold} (a reference solution: "
         f"about {figure.reference}). Train it with the penalty added to the loss, as described, and save it again.")
-    judge_test_mse(out["reconstructions"], "sparse_mse", "sparse autoencoder")
+    judge_test_mse(out.get("reconstructions"), "sparse_mse", "sparse autoencoder")
 
 
 JUDGES = {

@@ -81,13 +81,13 @@ def judge_denoiser_trained(out: dict, inputs: Inputs) -> None:
 
 def judge_mlp_denoiser(out: dict, inputs: Inputs) -> None:
     """MLPDenoiser is 784-128-32-128-784 with sigmoids and returns (codes, denoised); the trained one denoises."""
-    assert out["layers"] == COMPRESSION_LAYERS and out["parameters"] == COMPRESSION_PARAMETERS, (
+    assert out.get("layers") == COMPRESSION_LAYERS and out.get("parameters") == COMPRESSION_PARAMETERS, (
         "MLPDenoiser should have four nn.Linear layers 784-128-32-128-784 and "
-        f"{COMPRESSION_PARAMETERS} parameters, got weight shapes {describe(out['layers'])} and "
-        f"{describe(out['parameters'])} parameters.")
-    assert out["length"] == 2, f"MLPDenoiser.forward should return a tuple (codes, denoised), got {out['kind']}."
-    codes = require_tensor(out["codes"], "codes of MLPDenoiser", (4, 32))
-    images = require_tensor(out["images"], "denoised images of MLPDenoiser", (4, *IMAGE))
+        f"{COMPRESSION_PARAMETERS} parameters, got weight shapes {describe(out.get('layers'))} and "
+        f"{describe(out.get('parameters'))} parameters.")
+    assert out.get("length") == 2, f"MLPDenoiser.forward should return a tuple (codes, denoised), got {out.get('kind')}."
+    codes = require_tensor(out.get("codes"), "codes of MLPDenoiser", (4, 32))
+    images = require_tensor(out.get("images"), "denoised images of MLPDenoiser", (4, *IMAGE))
     assert codes.min() > 0 and codes.max() < 1, "The 32 code units should use a sigmoid (values in (0, 1))."
     assert images.min() >= 0 and images.max() <= 1, "The output layer should use a sigmoid (values in (0, 1))."
     clean, noisy = collect.denoiser_test_set(inputs)
