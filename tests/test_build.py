@@ -1,21 +1,10 @@
-"""Notebook sources: text sources build the nbgrader notebooks, and nothing committed has drifted."""
+"""Notebook sources: how text sources become nbgrader notebooks. That nothing committed has drifted or leaks is
+`aecourse check`, run by tests/test_cli.py."""
 from __future__ import annotations
 
 import pytest
 
 from grader import notebooks, pipeline
-
-
-def test_source_notebooks_match_their_text_sources():
-    assert notebooks.stale_sources(pipeline.SOURCE) == [], "run `aecourse build` and commit"
-
-
-def test_committed_release_matches_a_fresh_generate_assignment():
-    assert pipeline.release_differences() == [], "run `aecourse release` and commit"
-
-
-def test_committed_release_leaks_nothing():
-    assert pipeline.release_problems(pipeline.RELEASE) == []
 
 
 def test_cell_kinds_become_nbgrader_metadata():

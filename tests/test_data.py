@@ -898,3 +898,78 @@ def test_module_constants():
         TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
     }
     assert issubclass(data.MNISTNotFoundError, FileNotFoundError)
+
+
+# The notebook cells that use the optional data sets (2_dae parts 4 and 5)
+# --------------------------------------------------------------------------
+
+def _dae_cells(*markers: str) -> list[str]:
+    """The code cells of the 2_dae reference notebook holding each marker, in notebook order."""
+    from grader import notebooks, pipeline
+
+    cells = [cell.source for cell in notebooks.read(pipeline.SOURCE / "2_dae.ipynb").cells if cell.cell_type == "code"]
+    return [next(source for source in cells if marker in source) for marker in markers]
+
+
+def _run_dae_cells(namespace: dict, *markers: str) -> None:
+    """Execute the reference cells holding `markers` in `namespace`, as a kernel would, in order."""
+    for source in _dae_cells(*markers):
+        exec(compile(source, "<2_dae>", "exec"), namespace)
+
+
+@pytest.fixture
+def dae_notebook(monkeypatch, t10k_data_dir, tmp_path):
+    """2_dae's imports and data cells run over a data folder holding MNIST (offline split) and nothing else."""
+    (tmp_path / "MNIST").symlink_to(t10k_data_dir / "MNIST")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(data.OFFLINE_SPLIT_ENV, "1")
+    namespace = {"skip_training": True}
+    _run_dae_cells(namespace, "from aelib.data import", "def predict(")
+    torch.manual_seed(0)
+    namespace["denoiser"] = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.Sigmoid())
+    return {"dir": tmp_path, "namespace": namespace}
+
+
+def test_out_of_distribution_part_uses_fashion_mnist_when_present(monkeypatch, dae_notebook, capsys):
+    raw = dae_notebook["dir"] / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    n = 1000  # the part denoises 1,000 images
+    header = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
+    (raw / TEST_IMAGES).write_bytes(gzip.compress(header + _fashion_pixels(n).numpy().tobytes(), mtime=0))
+    (raw / TEST_LABELS).write_bytes(gzip.compress(b"".join(v.to_bytes(4, "big") for v in (2049, n)) + bytes(n)))
+    _patch_fashion(monkeypatch, raw)
+    _run_dae_cells(dae_notebook["namespace"], 'load_fashion_mnist("test")')
+    out = capsys.readouterr().out
+    assert "Fashion-MNIST: noisy input" in out and "not available" not in out and "rotated" not in out
+
+
+def test_out_of_distribution_part_falls_back_to_altered_digits(dae_notebook, capsys):
+    _run_dae_cells(dae_notebook["namespace"], 'load_fashion_mnist("test")')
+    out = capsys.readouterr().out
+    assert "Fashion-MNIST is not available" in out and "FashionMNIST" in out  # names the folder to fill
+    assert all(f"{kind}: noisy input" in out for kind in ("rotated", "inverted", "shifted", "faint"))
+
+
+def test_cifar_part_trains_both_factors_when_cifar_is_present(dae_notebook, capsys):
+    folder = dae_notebook["dir"] / data.CIFAR10_FOLDER
+    folder.mkdir()
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}.bin").write_bytes(_cifar_records([i, i + 1, i + 2], first=3 * i))
+    (folder / "test_batch.bin").write_bytes(_cifar_records(list(range(10))))
+    namespace = dict(dae_notebook["namespace"], skip_training=False)
+    _run_dae_cells(namespace, "CIFAR_EPOCHS = ")
+    out = capsys.readouterr().out
+    assert "skipped" not in out
+    for factor in (2, 4):
+        line = next(line for line in out.splitlines() if line.startswith(f"{factor}x: test MSE bicubic"))
+        assert math.isfinite(float(line.rsplit(" ", 1)[1]))
+    assert namespace["model"].factor == 4
+
+
+def test_cifar_part_says_how_to_get_cifar_when_missing(dae_notebook, capsys):
+    namespace = dict(dae_notebook["namespace"], skip_training=False)
+    _run_dae_cells(namespace, "CIFAR_EPOCHS = ")
+    out = capsys.readouterr().out
+    assert "CIFAR-10 super-resolution is skipped" in out and "cifar-10-binary.tar.gz" in out
+    _run_dae_cells(dict(namespace, skip_training=True), "CIFAR_EPOCHS = ")
+    assert "skipped while skip_training is True" in capsys.readouterr().out
