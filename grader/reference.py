@@ -37,12 +37,14 @@ class Figure:
 
 
 AE = {
+    # The first three as the reference notebook prints them when trained with one torch thread, as
+    # `aecourse train-reference` does (measured on two threads before: 0.0239, 0.864, 0.0153).
     # 10-D autoencoder: per-pixel test MSE (PCA with 10 components: 0.036; mean image: 0.067).
-    "ae10_mse": Figure(reference=0.0239, threshold=0.032, higher_is_better=False),
+    "ae10_mse": Figure(reference=0.0249, threshold=0.032, higher_is_better=False),
     # Logistic regression on the 10-D codes, accuracy on held-out images.
-    "ae10_accuracy": Figure(reference=0.864, threshold=0.80, higher_is_better=True),
+    "ae10_accuracy": Figure(reference=0.869, threshold=0.80, higher_is_better=True),
     # Compression autoencoder 784-128-32-128-784 with sigmoids: per-pixel test MSE.
-    "compression_mse": Figure(reference=0.0153, threshold=0.025, higher_is_better=False),
+    "compression_mse": Figure(reference=0.0156, threshold=0.025, higher_is_better=False),
     # Short training run of the student's Autoencoder(10) from scratch (400 Adam steps); a decoder
     # that ignores its codes cannot beat the mean image (0.067).
     "brief_training_mse": Figure(reference=0.0393, threshold=0.055, higher_is_better=False),
@@ -156,8 +158,8 @@ CONV_AAE = {
     # decoder that ignores its codes reaches). Margin 42 %.
     "brief_training_mse": Figure(reference=0.0351, threshold=0.050, higher_is_better=False),
     # Convolutional autoencoder with 10-D codes (46,203 parameters, 15 epochs): per-pixel test MSE. The threshold
-    # is the fully connected 10-D autoencoder of 1_ae (436,890 parameters, 10 epochs: 0.0239); PCA-10 0.036.
-    # Margin 19 %.
+    # lies below the fully connected 10-D autoencoder of 1_ae (436,890 parameters, 10 epochs: 0.0249 for its
+    # reference, at worst 0.0253 over five training seeds); PCA-10 0.036. Margin 19 %.
     "ae10_mse": Figure(reference=0.0194, threshold=0.0239, higher_is_better=False),
     # Convolutional VAE with 10-D codes (15 epochs, full ELBO): negative ELBO per test image in nats (BCE summed over
     # pixels + KL), one seeded sample per image; the mean image alone costs about 215 nats of BCE. Margin 13 %.
