@@ -406,15 +406,14 @@ def _fashion_pixels(n: int) -> torch.Tensor:
     return ((37 * i + 11 * row + 3 * col) % 256).to(torch.uint8)
 
 
-def _write_fake_fashion(raw_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Write gzip'd IDX t10k files of 5 fake images into raw_dir; return their (uint8 images, labels)."""
-    n = len(FASHION_LABELS)
-    images, labels = _fashion_pixels(n), torch.tensor(FASHION_LABELS)
+def _write_fake_fashion(raw_dir: Path, n: int = len(FASHION_LABELS)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write gzip'd IDX t10k files of n fake images into raw_dir; return their (uint8 images, labels)."""
+    images, labels = _fashion_pixels(n), torch.tensor(FASHION_LABELS * (n // len(FASHION_LABELS) + 1))[:n]
     raw_dir.mkdir(parents=True, exist_ok=True)
     image_header = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
     label_header = b"".join(v.to_bytes(4, "big") for v in (2049, n))
     (raw_dir / TEST_IMAGES).write_bytes(gzip.compress(image_header + images.numpy().tobytes(), mtime=0))
-    (raw_dir / TEST_LABELS).write_bytes(gzip.compress(label_header + bytes(FASHION_LABELS), mtime=0))
+    (raw_dir / TEST_LABELS).write_bytes(gzip.compress(label_header + bytes(labels.tolist()), mtime=0))
     return images, labels
 
 
@@ -903,12 +902,18 @@ def test_module_constants():
 # The notebook cells that use the optional data sets (2_dae parts 4 and 5)
 # --------------------------------------------------------------------------
 
-def _dae_cells(*markers: str) -> list[str]:
-    """The code cells of the 2_dae reference notebook holding each marker, in notebook order."""
+@functools.cache
+def _dae_code_cells() -> tuple[str, ...]:
+    """The sources of the code cells of the 2_dae reference notebook (read once)."""
     from grader import notebooks, pipeline
 
-    cells = [cell.source for cell in notebooks.read(pipeline.SOURCE / "2_dae.ipynb").cells if cell.cell_type == "code"]
-    return [next(source for source in cells if marker in source) for marker in markers]
+    return tuple(cell.source for cell in notebooks.read(pipeline.SOURCE / "2_dae.ipynb").cells
+                 if cell.cell_type == "code")
+
+
+def _dae_cells(*markers: str) -> list[str]:
+    """The code cells of the 2_dae reference notebook holding each marker, in the order of the markers."""
+    return [next(source for source in _dae_code_cells() if marker in source) for marker in markers]
 
 
 def _run_dae_cells(namespace: dict, *markers: str) -> None:
@@ -932,11 +937,7 @@ def dae_notebook(monkeypatch, t10k_data_dir, tmp_path):
 
 def test_out_of_distribution_part_uses_fashion_mnist_when_present(monkeypatch, dae_notebook, capsys):
     raw = dae_notebook["dir"] / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    n = 1000  # the part denoises 1,000 images
-    header = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
-    (raw / TEST_IMAGES).write_bytes(gzip.compress(header + _fashion_pixels(n).numpy().tobytes(), mtime=0))
-    (raw / TEST_LABELS).write_bytes(gzip.compress(b"".join(v.to_bytes(4, "big") for v in (2049, n)) + bytes(n)))
+    _write_fake_fashion(raw, n=1000)  # the part denoises 1,000 images
     _patch_fashion(monkeypatch, raw)
     _run_dae_cells(dae_notebook["namespace"], 'load_fashion_mnist("test")')
     out = capsys.readouterr().out
