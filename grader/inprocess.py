@@ -6,6 +6,7 @@ functions `JudgeCollected` runs during `nbgrader autograde`. Student submissions
 """
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +27,9 @@ class Notebook:
         self.name = name
         self.source = source
         self.hidden = notebooks.hidden_tests(source)
+        self.solutions = {cell.metadata["nbgrader"]["grade_id"]: notebooks.solution_code(cell.source)
+                          for cell in source.cells
+                          if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution")}
         self._setup: dict | None = None
 
     def namespace(self, replacements: dict[str, str] | None = None) -> dict:
@@ -33,6 +37,36 @@ class Notebook:
         if self._setup is None:
             self._setup = notebooks.setup_namespace(self.source)
         return notebooks.definitions(self.source, replacements, setup=self._setup)
+
+    def affected(self, replacements: dict[str, str]) -> list[str]:
+        """Grade ids whose hidden tests can reach a solution cell that `replacements` changes (all, when unsure)."""
+        # A hidden test reaches a cell when it names something the cell defines, directly or through the code
+        # of other solution cells (a class that builds another). A replacement with top-level side effects, or
+        # one that does not parse, could change anything.
+        versions = [*self.solutions.items(), *replacements.items()]
+        defined: dict[str, set[str]] = {}
+        used: dict[str, set[str]] = {}
+        for cell, code in versions:
+            try:
+                tree = ast.parse(code)
+            except SyntaxError:
+                return list(self.hidden)
+            if cell in replacements and not all(map(_only_defines, tree.body)):
+                return list(self.hidden)
+            for name in _top_level_names(tree):
+                defined.setdefault(name, set()).add(cell)
+            used.setdefault(cell, set()).update(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
+        affected = []
+        for grade_id, code in self.hidden.items():
+            names = {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name)}
+            cells: set[str] = set()
+            while names:
+                for cell in defined.get(names.pop(), set()) - cells:
+                    cells.add(cell)
+                    names |= used[cell]
+            if cells & set(replacements):
+                affected.append(grade_id)
+        return affected
 
     def check(self, namespace: dict, folder: Path, inputs: Inputs, grade_ids: list[str] | None = None,
               stop_at_first_failure: bool = False) -> dict[str, Verdict]:
@@ -48,6 +82,33 @@ class Notebook:
             if stop_at_first_failure and not verdicts[grade_id].passed:
                 break
         return verdicts
+
+
+def _only_defines(node: ast.stmt) -> bool:
+    """Whether a top-level statement only defines names (no call or assignment that could change other code)."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+        return True
+    if isinstance(node, ast.Expr):
+        return isinstance(node.value, ast.Constant)
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        calls = any(isinstance(part, ast.Call) for part in ast.walk(node))
+        return not calls and all(isinstance(target, ast.Name) for target in targets)
+    return False
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """Names a cell binds at top level."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(leaf.id for target in targets for leaf in ast.walk(target) if isinstance(leaf, ast.Name))
+    return names
 
 
 def put_checkpoints(name: str, source: Path, folder: Path, link: bool = False) -> Path:

@@ -1,7 +1,9 @@
 """Every notebook's hidden tests, collected and judged as autograde does, on the reference and on variants.
 
 Collection runs the hidden test code in this process (no sandbox, no nbgrader) and the verdicts come
-from the same `grader.judge` functions `JudgeCollected` runs; tests/test_pipeline.py grades the
+from the same `grader.judge` functions `JudgeCollected` runs. A variant that only changes solution cells
+is checked on the hidden tests that can reach those cells (`Notebook.affected`); the others are the
+reference's, which passes every one. tests/test_pipeline.py grades the
 reference, the blank release, the variants that must be retrained and the hostile catalogue through
 `nbgrader autograde`.
 """
@@ -23,10 +25,12 @@ CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).
 INPUTS = Inputs(20261122)
 
 
-def failing_cells(name: str, replacements: dict[str, str] | None, folder: Path) -> dict[str, str]:
-    """Collect every hidden test of notebook `name` with `replacements` for its solution cells, judge it; return failures."""
+def failing_cells(name: str, replacements: dict[str, str] | None, folder: Path,
+                  grade_ids: list[str] | None = None) -> dict[str, str]:
+    """Collect the hidden tests `grade_ids` (default: all) of notebook `name` with `replacements` for its solution
+    cells, judge them; return failures."""
     notebook = CHECKED[name]
-    return failures(notebook.check(notebook.namespace(replacements), folder, INPUTS))
+    return failures(notebook.check(notebook.namespace(replacements), folder, INPUTS, grade_ids))
 
 
 def submission_dir(tmp_path: Path, name: str) -> Path:
@@ -49,6 +53,17 @@ def test_reference_passes_every_hidden_check(name, tmp_path, monkeypatch):
     assert failing_cells(name, None, tmp_path) == {}
 
 
+def test_affected_checks_follow_code_through_other_cells():
+    notebook = CHECKED["1_ae"]
+    encoder = notebook.solutions["encoder_decoder"]
+    # Autoencoder builds an Encoder, so its test reaches the encoder's cell; sample_train's test does not.
+    reached = notebook.affected({"encoder_decoder": encoder.replace("nn.ReLU()", "nn.Sigmoid()")})
+    assert {"test_encoder_decoder", "test_autoencoder", "test_reconstruction"} <= set(reached)
+    assert "test_sample_train" not in reached and "test_sparsity_penalty" not in reached
+    assert notebook.affected({"encoder_decoder": encoder + "\ntorch.manual_seed(1)\n"}) == list(notebook.hidden)
+    assert notebook.affected({"encoder_decoder": "def broken(:"}) == list(notebook.hidden)
+
+
 @pytest.mark.parametrize("name, variant", CASES, ids=lambda case: getattr(case, "name", case))
 def test_variant_fails_exactly_its_cells(name, variant, tmp_path, monkeypatch):
     folder = submission_dir(tmp_path, name)
@@ -56,7 +71,9 @@ def test_variant_fails_exactly_its_cells(name, variant, tmp_path, monkeypatch):
     for filename, how in variant.files.items():
         submissions.tamper(folder / filename, how, pipeline.train_reference(name), marker)
     monkeypatch.chdir(folder)
-    failures = failing_cells(name, variant.cells, folder)
+    checked = list(CHECKED[name].hidden) if variant.files else CHECKED[name].affected(variant.cells)
+    assert set(variant.fails) <= set(checked), "a cell this variant fails is not among those it can reach"
+    failures = failing_cells(name, variant.cells, folder, checked)
     assert set(failures) == set(variant.fails), failures
     assert not marker.exists(), "a checkpoint ran code while being loaded"
     for message in failures.values():

@@ -1,6 +1,6 @@
 """The release check that no student helper in aelib/ computes a graded function's solution.
 
-The committed release passing it is tested with the other leaks (tests/test_build.py)."""
+The committed release passing it is tested with the other leaks (`aecourse check` in tests/test_cli.py)."""
 from __future__ import annotations
 
 import shutil

@@ -4,8 +4,8 @@ The checks of the trained models and of the short training runs use the grader's
 the variants below (except the retrained one) are submitted with the reference checkpoints, so a
 wrong loss loses exactly the cell that tests it. The encoder, decoder and VAE classes fix the
 layout of the checkpoints: a different correct architecture has to be trained anew
-(`other_architectures_retrained`); tests/test_checks_conv_aae.py runs the interface and short
-training checks on those classes directly as well.
+(`other_architectures_retrained`), and tests/test_pipeline.py grades it through nbgrader, every
+check included (the interface and short training ones too).
 """
 from __future__ import annotations
 
