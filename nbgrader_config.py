@@ -30,16 +30,31 @@ c.IgnorePattern.pattern = r"(?i)warn"
 # test cells only collect, and per-submission inputs come from this secret (keep it out of the release).
 c.SecretInputs.secret_file = str(ROOT / ".aecourse_secret")
 
-# Resource limits of each grading kernel and submission (grader/sandbox.py; defaults shown).
+# Resource limits of each grading kernel, submission and judge (grader/sandbox.py, grader/preprocessors.py;
+# defaults shown).
 # c.SandboxedKernelManager.memory_limit = 4 * 2**30
 # c.SandboxedKernelManager.max_processes = 128
 # c.SandboxedKernelManager.cpu_time_limit = 900
 # c.SandboxedExecute.submission_timeout = 600
+# c.SandboxedExecute.disk_limit = 2**30
+# c.SandboxedExecute.entry_limit = 20_000
+# c.JudgeCollected.judge_memory_limit = 4 * 2**30
+
+# Feedback and the formgrader render autograded notebooks with an nbconvert HTMLExporter built from this config:
+# SanitizeOutputs (grader/sanitize.py) runs first on every notebook they render, and the templates sanitize too.
+c.HTMLExporter.preprocessors = ["grader.sanitize.SanitizeOutputs"]
+c.HTMLExporter.sanitize_html = True
 
 try:
     from grader.preprocessors import autograde_preprocessors
-    from grader.sandbox import sandbox_enabled
-except ImportError:  # the grader package is not installed: hidden tests cannot collect, every graded cell fails
-    pass
+    from grader.sandbox import sandbox_state
+except ModuleNotFoundError as error:  # the grader package is not installed: hidden tests cannot collect, every
+    if error.name != "grader":          # graded cell fails; any other missing module is an error to fix
+        raise
 else:
-    c.Autograde.autograde_preprocessors = autograde_preprocessors(sandboxed=sandbox_enabled())
+    # AECOURSE_SANDBOX=auto never turns the sandbox off silently once this course has graded in it: a broken
+    # bubblewrap then refuses to grade (nbgrader autograde fails) instead of running student code unconfined.
+    _sandboxed, _refusal = sandbox_state(ROOT)
+    c.SandboxedExecute.sandboxed = _sandboxed
+    c.RefuseToGrade.reason = _refusal
+    c.Autograde.autograde_preprocessors = autograde_preprocessors(_refusal)

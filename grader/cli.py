@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from grader import notebooks, parallel, pipeline, submissions
+from grader import notebooks, parallel, pipeline, submissions, submitted
 from grader.variants import variants_of
 
 
@@ -74,8 +74,10 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     if not submitted_dir.is_dir():
         raise FileNotFoundError(f"{submitted_dir} does not exist: put submissions in submitted/<student>/"
                                 f"{pipeline.ASSIGNMENT}/ first")
-    students = args.students or sorted(p.name for p in submitted_dir.iterdir() if p.is_dir())
-    unknown = [s for s in students if not (submitted_dir / s / pipeline.ASSIGNMENT).is_dir()]
+    students = args.students or submitted.student_folders(submitted_dir)
+    # an invalid id is not looked up here: grade_class rejects it, and it is listed with the errors below
+    unknown = [s for s in students if submitted.is_valid_student_id(s)
+               and not os.path.lexists(submitted.submission_folder(root, s))]
     if unknown:
         raise FileNotFoundError(f"no submission in {submitted_dir} for {', '.join(unknown)}")
     where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else \
@@ -83,22 +85,49 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     print(f"autograding {len(students)} student(s) on {where}, gradebook {args.db or root / 'gradebook.db'}")
     run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
                                force=args.force, threads=args.threads, timeout=args.timeout)
-    handed_in = {s: {p.stem for p in (submitted_dir / s / pipeline.ASSIGNMENT).glob("*.ipynb")} for s in students}
-    print(pipeline.score_table(run.reports, max_points(), handed_in))
+    shown = [report for report in run.reports if submitted.is_valid_student_id(report.student)]
+    print(pipeline.score_table(shown, max_points(), handed_in(root, run)))
     if run.skipped:
         print(f"\n{len(run.skipped)} student(s) not regraded, their submission unchanged since their last grade "
               f"(--force regrades): {', '.join(run.skipped)}")
-    graded = len(run.reports) - len(run.skipped)
+    graded = len(run.reports) - len(run.skipped) - len(run.rejected)
     if graded:
         print(f"{graded} student(s) graded in {run.seconds:.0f} s ({3600 * graded / max(run.seconds, 1e-9):.0f} per hour)")
     csv = parallel.export_csv(root, Path(args.csv) if args.csv else root / "grades.csv", args.db)
     print(f"scores of every student in the gradebook, in nbgrader export's CSV format: {csv}")
-    if run.errors:
-        print(f"\n{len(run.errors)} student(s) with autograde errors (their other cells still count):")
-    for report in run.errors:
+    print_errors(run)
+    return 0
+
+
+def handed_in(root: Path, run: parallel.ClassRun) -> dict[str, set[str]]:
+    """The notebooks each student handed in: regular files of their submission; for the rejected, what the gradebook has."""
+    return {report.student: set(report.scores) if report.student in run.rejected
+            else submitted.handed_in_notebooks(submitted.submission_folder(root, report.student))
+            for report in run.reports}
+
+
+REJECTED_ADVICE = (f"Rejected submissions were not graded and were left as they are. Ask each of those students to "
+                   f"resubmit regular files only (no links, named pipes, sockets, devices or hard links; each file "
+                   f"at most {submitted.MAX_FILE_BYTES / submitted.MiB:g} MiB, "
+                   f"{submitted.MAX_SUBMISSION_BYTES / submitted.GiB:g} GiB in all), or rename a folder whose name "
+                   f"is not a valid student id; then run autograde again (they are checked again).")
+
+
+def print_errors(run: parallel.ClassRun) -> None:
+    """List the students whose autograde failed, then those whose submission was rejected and what to do."""
+    failed = [report for report in run.errors if report.student not in run.rejected]
+    rejected = [report for report in run.errors if report.student in run.rejected]
+    if failed:
+        print(f"\n{len(failed)} student(s) with autograde errors (their other cells still count):")
+    for report in failed:
         lines = report.error.strip().splitlines()
         print(f"  {report.student}: {lines[-1] if lines else 'unknown error'}")
-    return 0
+    if rejected:
+        print(f"\n{len(rejected)} student(s) not graded, their submission rejected:")
+    for report in rejected:
+        print(f"  {submitted.shown(report.student)}: {report.error}")  # one line: problems are joined by "; "
+    if rejected:
+        print(REJECTED_ADVICE)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

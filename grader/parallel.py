@@ -9,6 +9,10 @@ the sandbox and limits of grader/sandbox.py, so a crash, a timeout or a lost wor
 student: a task whose nbgrader process or worker died is retried once, then reported as an error.
 What was graded, from which submission, is kept in `grading_record.json`; a rerun skips students
 whose submission and assignment have not changed since their last grade (`force=True` regrades).
+Before anything reads a submission, every student id is validated and every submission checked
+(grader/submitted.py): a student with an invalid id, or with a link, a FIFO, a device, a hard link or
+an oversized file in the submission, is not graded but reported with the reason; nothing of theirs is
+read, changed or deleted, and the next run checks them again.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from tqdm import tqdm
 
 from grader import pipeline
 from grader.pipeline import ASSIGNMENT, GradeReport
+from grader.submitted import (MAX_JSON_BYTES, UnreadableFile, is_valid_student_id, read_json_file,
+                              submission_digest, submission_problems)
 
 RECORD_FILE = "grading_record.json"
 SQLITE_WAIT = 600  # seconds a gradebook writer waits for SQLite's lock instead of failing "database is locked"
@@ -62,16 +68,6 @@ def export_csv(root: Path, path: Path, db_url: str | None = None) -> Path:
 
 # --- what was graded -----------------------------------------------------------------------------
 
-def submission_digest(root: Path, student: str) -> str:
-    """A digest of a student's submitted files and of the assignment they are graded against."""
-    digest = hashlib.sha256()
-    for folder in (Path(root) / "submitted" / student / ASSIGNMENT, Path(root) / "source" / ASSIGNMENT):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            digest.update(str(path.relative_to(folder)).encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
 def url_id(url: str) -> str:
     """A short name for a gradebook URL that does not reveal its password."""
     return hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -88,20 +84,23 @@ class GradingRecord:
         """The record of the course `root` (empty when there is none or it is unreadable)."""
         path = Path(root) / RECORD_FILE
         try:
-            students = json.loads(path.read_text())["students"]
-        except (OSError, ValueError, KeyError, TypeError):
-            students = {}
-        return cls(path, students if isinstance(students, dict) else {})
+            data = read_json_file(path, MAX_JSON_BYTES)
+        except UnreadableFile:
+            data = {}
+        students = data.get("students") if isinstance(data, dict) else None
+        return cls(path, {student: entry for student, entry in students.items() if isinstance(entry, dict)}
+                   if isinstance(students, dict) else {})
 
     def up_to_date(self, student: str, digest: str, gradebook: str) -> bool:
         """Whether the student was graded into `gradebook`, without error, from exactly this submission."""
         entry = self.students.get(student, {})
         return entry.get("digest") == digest and entry.get("gradebook") == url_id(gradebook) and not entry.get("error")
 
-    def note(self, report: GradeReport, digest: str, gradebook: str) -> None:
-        """Record one student's grading and write the record at once (an interrupted run keeps it)."""
+    def note(self, report: GradeReport, digest: str | None, gradebook: str) -> None:
+        """Record one student's grading (`digest` None: rejected, not graded) and write the record at once."""
         self.students[report.student] = {
-            "digest": digest, "gradebook": url_id(gradebook), "seconds": round(report.seconds, 2), "error": report.error,
+            "digest": digest, "gradebook": url_id(gradebook), "error": report.error,
+            "seconds": round(report.seconds, 2) if digest is not None else None,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"students": self.students}, indent=1, sort_keys=True))
@@ -140,15 +139,48 @@ def grade_student(root: str, student: str, options: dict) -> GradeReport:
 
 @dataclass
 class ClassRun:
-    """The outcome of grading a class: one report per student, and who was skipped as already graded."""
+    """The outcome of grading a class: one report per student, who was skipped as already graded, who was rejected."""
     reports: list[GradeReport]
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    rejected: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[GradeReport]:
         """Reports of students whose autograde failed or was cut short."""
         return [report for report in self.reports if report.error]
+
+
+def known_scores(root: Path, student: str, url: str) -> dict[str, dict[str, float]]:
+    """The student's scores in the gradebook `url` ({} for an invalid id or a course's SQLite file not made yet)."""
+    if not is_valid_student_id(student):
+        return {}
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///").split("?")[0]).exists():
+        return {}  # opening it would create an empty gradebook
+    return pipeline.read_scores(root, student, url)
+
+
+def rejected(root: Path, student: str, url: str, problems: list[str]) -> GradeReport:
+    """The report of a student who is not graded because of `problems`."""
+    return GradeReport(student, known_scores(root, student, url), error="submission rejected: " + "; ".join(problems))
+
+
+def check_class(root: Path, students: list[str], url: str) -> tuple[dict[str, str], dict[str, GradeReport]]:
+    """Check every id and submission, then digest the ones that may be graded: (digests, reports of the rejected)."""
+    reports = {}
+    for student in students:
+        problems = submission_problems(root, student)
+        if problems:
+            reports[student] = rejected(root, student, url, problems)
+    digests = {}
+    for student in students:
+        if student in reports:
+            continue
+        try:
+            digests[student] = submission_digest(root, student)
+        except (OSError, UnreadableFile) as error:  # changed since it was checked
+            reports[student] = rejected(root, student, url, [f"a file could not be read ({error})"])
+    return digests, reports
 
 
 @contextlib.contextmanager
@@ -187,13 +219,15 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
     if db_url:
         ensure_assignment(root, url)
     record = GradingRecord.load(root)
-    digests = {student: submission_digest(root, student) for student in students}
+    digests, done = check_class(root, students, url)
+    for report in done.values():
+        if is_valid_student_id(report.student):
+            record.note(report, None, url)  # not up to date: the next run checks the submission again
     if threads is None:
         threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
-    todo = [s for s in students if force or not record.up_to_date(s, digests[s], url)
-            or not pipeline.read_scores(root, s, url)]
-    done: dict[str, GradeReport] = {}
-    for student in set(students) - set(todo):
+    todo = [s for s in students if s in digests and (force or not record.up_to_date(s, digests[s], url)
+                                                     or not pipeline.read_scores(root, s, url))]
+    for student in set(digests) - set(todo):
         done[student] = GradeReport(student, pipeline.read_scores(root, student, url),
                                     seconds=record.students[student].get("seconds", 0.0))
     if todo:
@@ -214,5 +248,6 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
                 record.note(report, digests[student], url)
                 bar.update()
             bar.close()
-    return ClassRun([done[s] for s in students], skipped=[s for s in students if s not in todo],
-                    seconds=time.time() - started)
+    return ClassRun([done[s] for s in students], seconds=time.time() - started,
+                    skipped=[s for s in students if s in digests and s not in todo],
+                    rejected=[s for s in students if s not in digests])

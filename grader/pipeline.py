@@ -272,6 +272,7 @@ class GradeReport:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    peak_mib: float = 0.0  # the nbgrader process's peak memory, as JudgeCollected logged it
 
     def total(self, notebook: str | None = None) -> float:
         """Total score, of one notebook or of all."""
@@ -279,6 +280,7 @@ class GradeReport:
         return sum(sum(cells.values()) for cells in chosen)
 
 
+PEAK_MEMORY_LOG = "peak memory of this grading process:"
 SUBMISSION_TIMEOUT = 600  # seconds for all notebooks of one submission (the sandbox's default too)
 KILL_GRACE = 120          # beyond the deadline, nbgrader itself is killed
 
@@ -306,6 +308,8 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
     report = GradeReport(student)
     try:
         _, stderr = process.communicate(timeout=timeout + KILL_GRACE)
+        peaks = re.findall(rf"{PEAK_MEMORY_LOG} (\d+) MiB", stderr)
+        report.peak_mib = float(max(map(int, peaks))) if peaks else 0.0
         if process.returncode != 0:
             report.error = stderr[-2000:]
     except subprocess.TimeoutExpired:

@@ -1,10 +1,14 @@
 """nbgrader autograde preprocessors that move every verdict out of the student's kernel.
 
-`HandOutInputs` runs before `Execute`: it clears what an earlier run collected and writes the
-submission's secret seed for the kernel. `JudgeCollected` runs after it, in the TA's process: it
-loads what each graded cell collected, runs that cell's judge and replaces the cell's outputs with
-the kernel's printed text plus the verdict, so `SaveAutoGrades` scores the judge's decision and
-nothing the kernel printed, raised, hid or patched. Both are configured in `nbgrader_config.py`.
+`HandOutInputs` runs before `Execute`: it copies the grading folder into a private scratch folder
+for the kernel (grader/scratch.py) and writes the submission's secret seed there. `JudgeCollected`
+runs after it, in the TA's process: it carries each graded cell's collection out of the scratch
+folder (the only thing that crosses back), deletes the folder, has the cells judged in a bounded
+child process (grader/judge/isolated.py) and replaces each graded cell's outputs with the kernel's
+printed text plus the verdict, so `SaveAutoGrades` scores the judge's decision and nothing the
+kernel printed, raised, hid or patched. `SanitizeOutputs` (grader/sanitize.py) then makes every
+output and markdown cell inert before nbgrader stores the notebook. All are configured in
+`nbgrader_config.py`.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import resource
 import secrets
 import shutil
 from pathlib import Path
@@ -19,10 +24,12 @@ from pathlib import Path
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import Integer, Unicode
 
 from grader.collect.common import GRADING_DIR, INPUTS_FILE, Inputs
-from grader.judge import judge_notebook
+from grader.judge.common import carry_out
+from grader.judge.isolated import JudgeLimits, judge_isolated, prestart
+from grader.scratch import make_scratch, remove_scratch
 
 SECRET_FILE = ".aecourse_secret"
 MAX_KERNEL_TEXT = 20_000  # characters of the kernel's own output kept in a judged cell
@@ -73,22 +80,34 @@ def hand_out(folder: Path, inputs: Inputs) -> None:
 
 
 class HandOutInputs(SecretInputs):
-    """Before execution: remove old collections and hand the kernel this submission's secret seed."""
+    """Before execution: give the kernel a private scratch copy of the grading folder holding its secret seed."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        hand_out(grading_folder(resources), self.inputs(resources))
+        scratch = make_scratch(grading_folder(resources))
+        resources["aecourse_scratch"] = str(scratch)
+        hand_out(scratch, self.inputs(resources))
+        prestart()  # the judge's child process imports while the kernel runs
         return nb, resources
 
 
 class JudgeCollected(SecretInputs):
-    """After execution: judge every graded cell from its collection and make the verdict its only score."""
+    """After execution: carry the collections out of the scratch folder, judge every graded cell in a bounded
+    child process and make the verdict its only score."""
+
+    judge_memory_limit = Integer(4 * 2**30, help="Bytes of memory the judges of one notebook may use.").tag(config=True)
+    judge_cpu_limit = Integer(300, help="CPU seconds the judges of one notebook may use.").tag(config=True)
+    judge_timeout = Integer(600, help="Wall-clock seconds for judging one notebook.").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        folder = grading_folder(resources)
+        scratch = Path(resources.pop("aecourse_scratch", "") or grading_folder(resources) / "missing")
         graded = [cell for cell in nb.cells if is_scored(cell)]
-        verdicts = judge_notebook(resources["nbgrader"]["notebook"],
-                                  [cell.metadata["nbgrader"]["grade_id"] for cell in graded],
-                                  folder, self.inputs(resources))
+        grade_ids = [cell.metadata["nbgrader"]["grade_id"] for cell in graded]
+        try:
+            carried = {grade_id: carry_out(scratch, grade_id) for grade_id in grade_ids}
+        finally:
+            remove_scratch(scratch)
+        limits = JudgeLimits(self.judge_memory_limit, self.judge_cpu_limit, self.judge_timeout)
+        verdicts = judge_isolated(resources["nbgrader"]["notebook"], carried, self.inputs(resources).seed, limits)
         for cell in graded:
             verdict = verdicts[cell.metadata["nbgrader"]["grade_id"]]
             message = verdict.message
@@ -97,8 +116,18 @@ class JudgeCollected(SecretInputs):
                 message = f"{limits[0]} {message}"
             cell.outputs = kernel_text(cell.outputs) + [verdict_output(verdict.passed, message)]
             self.log.info("%s: %s", cell.metadata["nbgrader"]["grade_id"], "passed" if verdict.passed else "failed")
-        remove(folder / GRADING_DIR)
+        self.log.info("aecourse: peak memory of this grading process: %d MiB",
+                      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
         return nb, resources
+
+
+class RefuseToGrade(NbGraderPreprocessor):
+    """Stands first in autograde when the sandbox is required but broken: no notebook is run or scored."""
+
+    reason = Unicode("", help="Why grading is refused (set by nbgrader_config.py).").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        raise RuntimeError(f"grading refused: {self.reason}")
 
 
 def is_scored(cell: NotebookNode) -> bool:
@@ -141,17 +170,21 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def autograde_preprocessors(sandboxed: bool) -> list[type]:
-    """nbgrader's autograde steps with the inputs handed out first, the kernel sandboxed when asked, and
-    every graded cell judged in this process right before SaveAutoGrades records its score."""
+def autograde_preprocessors(refusal: str = "") -> list[type]:
+    """nbgrader's autograde steps with the scratch folder and inputs handed out first, the kernel run in it
+    (sandboxed as `SandboxedExecute.sandboxed` says), every graded cell judged right before SaveAutoGrades
+    records its score and every output made inert; only `RefuseToGrade` when `refusal` gives a reason."""
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import Execute, SaveAutoGrades
 
     from grader.sandbox import SandboxedExecute
+    from grader.sanitize import SanitizeOutputs
 
+    if refusal:
+        return [RefuseToGrade]
     steps = [HandOutInputs]
     for step in Autograde.class_traits()["autograde_preprocessors"].default():
         if step is SaveAutoGrades:
-            steps.append(JudgeCollected)
-        steps.append(SandboxedExecute if sandboxed and step is Execute else step)
+            steps += [JudgeCollected, SanitizeOutputs]
+        steps.append(SandboxedExecute if step is Execute else step)
     return steps

@@ -7,6 +7,11 @@
 The page shows each notebook's score distribution, the pass rate of every graded cell, the most common
 failure messages the judges gave, grading time per student (from `grading_record.json`, written by the
 grading pipeline) and the students whose autograding failed. `class_summary` gives the same numbers as data.
+
+The autograded notebooks and the grading record hold what students' code wrote, so they are read as
+hostile (grader/submitted.py): never through a link, never from a FIFO or device, at most 64 MiB, and a
+notebook that cannot be read (too large, too deeply nested, not JSON) is listed, not a crash. Whatever
+the page shows that came from students (ids, messages, errors) is HTML-escaped.
 """
 from __future__ import annotations
 
@@ -14,16 +19,16 @@ import html
 import math
 import os
 import re
+import stat
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import nbformat
-
 from grader.parallel import RECORD_FILE, GradingRecord, gradebook_url
 from grader.pipeline import ASSIGNMENT, with_tools_on_path
+from grader.submitted import MAX_JSON_BYTES, UnreadableFile, is_valid_student_id, read_json_file, student_folders
 
 MAX_MESSAGE = 200   # characters of a failure message kept
 TOP_MESSAGES = 3    # failure messages shown per cell
@@ -85,6 +90,7 @@ class ClassSummary:
     seconds: dict[str, float] = field(default_factory=dict)    # grading time, from the grading record
     errors: dict[str, str] = field(default_factory=dict)       # autograde errors by student
     timing_recorded: bool = False                               # whether there is a grading record
+    unreadable: dict[tuple[str, str], str] = field(default_factory=dict)  # why, by (student, notebook)
 
 
 def is_graded(grade) -> bool:
@@ -126,9 +132,11 @@ def add_notebook_grades(summary: ClassSummary, student: str, notebook) -> None:
         cell.full += float(grade.score) >= cell.points - FULL_TOLERANCE
 
 
-def failure_message(cell: nbformat.NotebookNode) -> str | None:
+def failure_message(cell: dict) -> str | None:
     """Why a graded cell failed: the judge's message, else the first error raised (None when it did not fail)."""
-    errors = [output for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    outputs = cell.get("outputs")
+    errors = [output for output in outputs if isinstance(output, dict) and output.get("output_type") == "error"] \
+        if isinstance(outputs, list) else []
     if not errors:
         return None
     judged = [output for output in errors if output.get("ename") == "AssertionError"]
@@ -144,28 +152,55 @@ def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def read_notebook(path: Path) -> dict:
+    """An autograded notebook as plain JSON data, or UnreadableFile with the reason."""
+    notebook = read_json_file(path, MAX_JSON_BYTES)
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise UnreadableFile("it is not a notebook (no list of cells)")
+    return notebook
+
+
+def is_regular_file(path: Path) -> bool:
+    """Whether `path` itself (not what a link points to) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def read_failures(root: Path, summary: ClassSummary) -> None:
-    """Count the failure messages of each graded cell over the students' autograded notebooks."""
+    """Count the failure messages of each graded cell over the students' autograded notebooks; list those not read."""
     for student in summary.students:
+        if not is_valid_student_id(student):  # an id from the gradebook that must not become a path
+            summary.unreadable[student, "*"] = "not a valid student id: the autograded folder was not read"
+            continue
         folder = root / "autograded" / student / ASSIGNMENT
         for name in summary.notebooks:
             path = folder / f"{name}.ipynb"
-            if not path.is_file():
+            if not os.path.lexists(path):
                 continue
-            summary.notebooks[name].handed_in.add(student)
+            if is_regular_file(path):
+                summary.notebooks[name].handed_in.add(student)
             try:
-                notebook = nbformat.read(path, as_version=4)
-            except (OSError, ValueError):
-                continue
-            add_failures(summary, name, notebook)
+                add_failures(summary, name, read_notebook(path))
+            except UnreadableFile as error:
+                summary.unreadable[student, name] = str(error)
 
 
-def add_failures(summary: ClassSummary, name: str, notebook: nbformat.NotebookNode) -> None:
+def graded_cell_id(cell: object) -> str | None:
+    """The grade id of a graded cell (None for any other cell, or one whose metadata is not as nbgrader writes it)."""
+    metadata = cell.get("metadata") if isinstance(cell, dict) else None
+    nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    if not isinstance(nbgrader, dict) or not nbgrader.get("grade"):
+        return None
+    return str(nbgrader.get("grade_id"))
+
+
+def add_failures(summary: ClassSummary, name: str, notebook: dict) -> None:
     """Add the failure messages of one autograded notebook's graded cells."""
-    for cell in notebook.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        stats = summary.cells.get((name, meta.get("grade_id")))
-        if not meta.get("grade") or stats is None:
+    for cell in notebook["cells"]:
+        stats = summary.cells.get((name, graded_cell_id(cell)))
+        if stats is None:
             continue
         message = failure_message(cell)
         if message is not None:
@@ -179,7 +214,7 @@ def read_record(root: Path, summary: ClassSummary) -> None:
     for student, entry in sorted(record.students.items()):
         if not isinstance(entry, dict):
             continue
-        if isinstance(entry.get("seconds"), (int, float)):
+        if isinstance(entry.get("seconds"), (int, float)) and math.isfinite(entry["seconds"]):
             summary.seconds[student] = float(entry["seconds"])
         if entry.get("error"):
             summary.errors[student] = str(entry["error"])
@@ -190,9 +225,13 @@ def note_ungraded(root: Path, summary: ClassSummary) -> None:
     submitted = root / "submitted"
     if not submitted.is_dir():
         return
-    for folder in sorted(submitted.iterdir()):
-        if (folder / ASSIGNMENT).is_dir() and folder.name not in summary.students:
-            summary.errors.setdefault(folder.name, "submitted, but no submission in the gradebook")
+    for name in student_folders(submitted):
+        if name in summary.students:
+            continue
+        if not is_valid_student_id(name):
+            summary.errors.setdefault(name, "a folder in submitted/ whose name is not a valid student id: not graded")
+        elif os.path.lexists(submitted / name / ASSIGNMENT):
+            summary.errors.setdefault(name, "submitted, but no submission in the gradebook")
 
 
 def class_summary(root: Path, db_url: str | None = None) -> ClassSummary:
@@ -367,6 +406,17 @@ def timing_section(summary: ClassSummary, folder: Path, stem: str) -> str:
     return heading + total + chart + table(["student", "seconds", "status"], rows, numeric={1})
 
 
+def unreadable_section(summary: ClassSummary) -> str:
+    """The autograded notebooks that were not read, and why (shown only when there are some)."""
+    if not summary.unreadable:
+        return ""
+    rows = [[esc(student), esc(notebook), esc(shorten(reason, 500))]
+            for (student, notebook), reason in sorted(summary.unreadable.items())]
+    return ("<h2>Autograded notebooks not read</h2>\n"
+            '<p class="muted">Their failure messages are not counted above; the scores come from the gradebook.</p>\n'
+            + table(["student", "notebook", "why"], rows))
+
+
 def errors_section(summary: ClassSummary) -> str:
     """The students whose autograding reported an error."""
     heading = "<h2>Students with autograde errors</h2>\n"
@@ -386,7 +436,8 @@ def render(summary: ClassSummary, root: Path, folder: Path, stem: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
             f"<style>\n{STYLE}\n</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n" + intro
             + scores_section(summary, folder, stem) + pass_rate_section(summary, folder, stem)
-            + failures_section(summary) + timing_section(summary, folder, stem) + errors_section(summary)
+            + failures_section(summary) + unreadable_section(summary) + timing_section(summary, folder, stem)
+            + errors_section(summary)
             + "</body>\n</html>\n")
 
 

@@ -22,23 +22,28 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import zmq
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Integer
+from traitlets import Bool, Integer
+
+from grader.scratch import remove_scratch, usage
 
 SANDBOX_ENV = "AECOURSE_SANDBOX"
 GRADER_DIR = Path(__file__).resolve().parent
 VISIBLE_GRADER = ("__init__.py", "collect")  # all of the grader a kernel may read
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SANDBOXED_MARKER = "sandboxed"
 GiB, MiB = 2**30, 2**20
 
 
@@ -50,20 +55,63 @@ def sandbox_mode() -> str:
     return mode
 
 
-def sandbox_enabled() -> bool:
-    """Whether autograde kernels run in bubblewrap (raises when it is required but missing)."""
+def bwrap_problem() -> str:
+    """Why bubblewrap cannot confine a kernel here, in words (empty when it can)."""
+    found = shutil.which("bwrap")
+    if found is None:
+        return "bwrap is not installed (apt-get install bubblewrap)"
+    if not (os.path.isfile(found) and os.access(found, os.X_OK)):
+        return f"{found} is not an executable file"
+    try:
+        probe = subprocess.run([found, "--ro-bind", "/", "/", "--unshare-net", "--cap-drop", "ALL", "true"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{found} does not run ({type(error).__name__}: {error})"
+    if probe.returncode != 0:
+        return f"{found} cannot create a sandbox here: {probe.stderr.strip()[-300:]}"
+    return ""
+
+
+def sandbox_state(course_root: Path | None = None) -> tuple[bool, str]:
+    """Whether kernels run in bubblewrap, and why grading must be refused (empty when it may go on).
+
+    `auto` sandboxes when bubblewrap works; once a course has graded sandboxed (a marker in its
+    `.aecourse` folder) a broken or missing bubblewrap refuses grading instead of turning the sandbox off.
+    """
     mode = sandbox_mode()
     if mode == "off":
-        return False
-    available = shutil.which("bwrap") is not None
-    if mode == "on" and not available:
-        raise RuntimeError(f"{SANDBOX_ENV}=on but bwrap is not installed: apt-get install bubblewrap")
-    return available
+        return False, ""
+    problem = bwrap_problem()
+    marker = Path(course_root) / ".aecourse" / SANDBOXED_MARKER if course_root else None
+    if not problem:
+        if marker is not None and not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("This course grades its kernels in bubblewrap (AECOURSE_SANDBOX=off turns it off).\n")
+        return True, ""
+    if mode == "on":
+        return False, f"{SANDBOX_ENV}=on but {problem}"
+    if marker is not None and marker.exists():
+        return False, (f"this course has graded in the sandbox before, but {problem}: fix bubblewrap, or set "
+                       f"{SANDBOX_ENV}=off to grade unconfined on purpose")
+    print(f"WARNING: grading kernels are NOT sandboxed: {problem}", file=sys.stderr)
+    return False, ""
+
+
+def sandbox_enabled(course_root: Path | None = None) -> bool:
+    """Whether autograde kernels run in bubblewrap (raises when grading must be refused)."""
+    enabled, refusal = sandbox_state(course_root)
+    if refusal:
+        raise RuntimeError(refusal)
+    return enabled
 
 
 def bwrap_prefix(cwd: Path, runtime_dir: Path, course_root: Path | None, tmp_bytes: int = 256 * MiB,
-                 threads: int = 1) -> list[str]:
-    """The bwrap command line that confines a kernel to its grading folder `cwd`."""
+                 threads: int = 1, scratch: Path | None = None) -> list[str]:
+    """The bwrap command line that confines a kernel to its grading folder `cwd`, backed by `scratch` when given.
+
+    With a scratch folder the kernel sees it at the path `cwd` and writes only there: the real grading
+    folder, where nbgrader writes the graded notebook, is hidden with the rest of the course.
+    """
     hidden = [Path.home(), Path("/tmp"), GRADER_DIR] + ([course_root] if course_root else [])
     if (GRADER_DIR.parent / "source").is_dir():  # an editable install: the repository holds the solutions
         hidden.append(GRADER_DIR.parent)
@@ -81,8 +129,8 @@ def bwrap_prefix(cwd: Path, runtime_dir: Path, course_root: Path | None, tmp_byt
             args += ["--ro-bind", str(path.resolve()), str(path.resolve())]
     for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU stays usable for the short training checks
         args += ["--dev-bind", str(device), str(device)]
-    for path in (runtime_dir, cwd):
-        args += ["--bind", str(path.resolve()), str(path.resolve())]
+    args += ["--bind", str(runtime_dir.resolve()), str(runtime_dir.resolve())]
+    args += ["--bind", str((scratch or cwd).resolve()), str(cwd.resolve())]
     args += ["--chdir", str(cwd.resolve()), "--setenv", "HOME", "/tmp",
              "--setenv", "MPLCONFIGDIR", "/tmp", "--setenv", "IPYTHONDIR", "/tmp/ipython",
              "--setenv", "OMP_NUM_THREADS", str(threads), "--setenv", "MKL_NUM_THREADS", str(threads),
@@ -180,18 +228,6 @@ def rlimit_command(memory_bytes: int, max_processes: int, file_bytes: int, cpu_s
     return args + ["--"]
 
 
-def folder_bytes(folder: Path) -> int:
-    """Total size of the files under `folder` (links are not followed)."""
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager that starts the kernel inside bubblewrap, with limits, talking over IPC sockets."""
 
@@ -202,12 +238,22 @@ class SandboxedKernelManager(AsyncKernelManager):
     tmp_size = Integer(256 * MiB, help="Size of the kernel's private /tmp, in bytes.").tag(config=True)
     threads = Integer(0, help="Torch/OpenMP threads per grading kernel; 0: one per core (one student at a time). "
                               "`aecourse autograde` sets cores // students graded at once.").tag(config=True)
+    max_message_bytes = Integer(16 * MiB, help="Largest message the grader accepts from a kernel; a larger one "
+                                               "is dropped before it is read into memory.").tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("transport", "ipc")
         super().__init__(**kwargs)
         self.cgroup: Cgroup | None = None
         self.private_runtime: Path | None = None
+        self.scratch: Path | None = None  # the folder bound over the grading folder (grader/scratch.py)
+        # Every socket of this manager and its clients drops oversized messages instead of reading them.
+        self.context.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+
+    def client(self, **kwargs):
+        """A client on this manager's context, so that its sockets drop oversized messages too."""
+        kwargs.setdefault("context", self.context)
+        return super().client(**kwargs)
 
     async def _async_pre_start_kernel(self, **kw):
         name = f"aecourse-{uuid.uuid4()}"
@@ -223,7 +269,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         prefix = (self.cgroup.join_command()
                   + rlimit_command(self.memory_limit, self.max_processes, self.file_size_limit,
                                    self.cpu_time_limit * threads)
-                  + bwrap_prefix(cwd, self.private_runtime, course_root_of(cwd), self.tmp_size, threads))
+                  + bwrap_prefix(cwd, self.private_runtime, course_root_of(cwd), self.tmp_size, threads, self.scratch))
         return prefix + kernel_cmd, kw
 
     def breach(self) -> str:
@@ -248,31 +294,58 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 
 _SUBMISSION_STARTED: dict[str, float] = {}
+OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error", "update_display_data"}
 
 
 class SandboxedExecute(Execute):
-    """nbgrader's Execute with every kernel sandboxed, a per-submission deadline and capped outputs."""
+    """nbgrader's Execute with the kernel in its scratch folder (sandboxed when asked), a per-submission deadline
+    and capped outputs, files and folders."""
 
+    sandboxed = Bool(True, help="Run the kernel in bubblewrap (grader/sandbox.py); off: only its scratch "
+                                "folder and the limits of this class remain.").tag(config=True)
     submission_timeout = Integer(600, help="Wall-clock seconds for all notebooks of one submission.").tag(config=True)
-    disk_limit = Integer(1 * GiB, help="Bytes a submission's grading folder may grow to.").tag(config=True)
+    disk_limit = Integer(1 * GiB, help="Bytes a kernel's scratch folder may grow to.").tag(config=True)
+    entry_limit = Integer(20_000, help="Files and folders a kernel's scratch folder may hold.").tag(config=True)
     output_limit = Integer(2 * MiB, help="Bytes of output kept per cell; the rest is dropped.").tag(config=True)
+    notebook_output_limit = Integer(16 * MiB, help="Bytes of output kept per notebook; the rest is dropped."
+                                    ).tag(config=True)
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+        self.kernel_manager_class = SandboxedKernelManager if self.sandboxed else AsyncKernelManager
+        # Widgets keep state and outputs of their own, outside every output limit: none is kept.
+        self.store_widget_state = False
         self.stopped = ""
         self.folder: Path | None = None
         self.deadline = 0.0
         self._output_bytes: dict[int, int] = {}
+        self._notebook_bytes = 0
         self.timed_out = 0
 
     def preprocess(self, nb, resources=None, km=None):
         self.stopped = ""
-        self.folder = Path(resources["metadata"]["path"]).resolve()
+        self._output_bytes, self._notebook_bytes = {}, 0
+        grading = resources["metadata"]["path"]
+        self.folder = Path(resources["aecourse_scratch"])
         student = resources.get("nbgrader", {}).get("student", "")
         started = _SUBMISSION_STARTED.setdefault(student, time.time())
         self.deadline = started + self.submission_timeout
-        return super().preprocess(nb, resources, km)
+        if not self.sandboxed:  # unconfined, the kernel runs in the scratch folder's own path
+            resources["metadata"]["path"] = str(self.folder)
+        try:
+            return super().preprocess(nb, resources, km)
+        except BaseException:
+            remove_scratch(self.folder)
+            raise
+        finally:
+            resources["metadata"]["path"] = grading
+
+    def create_kernel_manager(self):
+        """nbclient's kernel manager, told which scratch folder to bind over the grading folder."""
+        km = super().create_kernel_manager()
+        if isinstance(km, SandboxedKernelManager):
+            km.scratch = self.folder
+        return km
 
     def deadline_message(self) -> str:
         """What the feedback says when the submission's wall-clock limit is reached."""
@@ -332,26 +405,45 @@ class SandboxedExecute(Execute):
         return f"it hit {breach}" if breach else "the kernel exited"
 
     async def _watch_disk(self) -> None:
-        """Kill the kernel when the grading folder outgrows the disk quota."""
+        """Kill the kernel when its scratch folder outgrows the disk quota, in bytes or in files and folders."""
         while self.folder is not None:
             await asyncio.sleep(0.5)
-            if folder_bytes(self.folder) > self.disk_limit:
-                self.stopped = f"it hit the disk limit ({self.disk_limit / 1e6:.0f} MB for the grading folder)"
+            size, entries = usage(self.folder, self.entry_limit)
+            if size > self.disk_limit or entries > self.entry_limit:
+                self.stopped = (f"it hit the disk limit ({self.disk_limit / 1e6:.0f} MB and {self.entry_limit:,} "
+                                "files and folders for the grading folder)")
                 self.log.warning("disk limit reached in %s: killing the kernel", self.folder)
                 await self.km.shutdown_kernel(now=True)
                 return
 
-    def output(self, outs, msg, display_id, cell_index):
-        """Keep a cell's outputs until they reach the output limit, then drop the rest with one note."""
-        size = len(str(msg.get("content", "")))
+    def process_message(self, msg, cell, cell_index):
+        """nbclient's handling of a kernel message, with widget messages ignored and every output counted."""
+        kind = msg.get("msg_type", "")
+        if kind.startswith("comm"):
+            return None
+        if kind in OUTPUT_MESSAGES and not self._within_limits(msg, cell, cell_index):
+            return None
+        return super().process_message(msg, cell, cell_index)
+
+    def _within_limits(self, msg, cell, cell_index) -> bool:
+        """Count one output message (new or an update of an earlier display) against the cell's and notebook's limits."""
+        content = msg.get("content", {})
+        display_id = (content.get("transient") or {}).get("display_id") if isinstance(content, dict) else None
+        # an update rewrites every earlier output that shares its display id: it costs its size that many times
+        copies = sum(map(len, self._display_id_map.get(display_id, {}).values())) if display_id else 0
+        size = len(str(content)) * (copies + (msg.get("msg_type") != "update_display_data"))
         used = self._output_bytes.get(cell_index, 0)
         self._output_bytes[cell_index] = used + size
-        if used + size > self.output_limit:
-            if used <= self.output_limit:
-                outs.append(NotebookNode(output_type="stream", name="stdout",
-                                         text=f"\n... output beyond {self.output_limit / MiB:g} MiB dropped ...\n"))
-            return None
-        return super().output(outs, msg, display_id, cell_index)
+        self._notebook_bytes += size
+        if used + size <= self.output_limit and self._notebook_bytes <= self.notebook_output_limit:
+            return True
+        if used <= self.output_limit:
+            limit = (f"{self.output_limit / MiB:g} MiB for this cell" if used + size > self.output_limit
+                     else f"{self.notebook_output_limit / MiB:g} MiB for the notebook")
+            cell.outputs.append(NotebookNode(output_type="stream", name="stdout",
+                                             text=f"\n... output beyond {limit} dropped ...\n"))
+            self._output_bytes[cell_index] = self.output_limit + 1
+        return False
 
 
 def not_run(message: str) -> NotebookNode:

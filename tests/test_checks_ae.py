@@ -7,6 +7,7 @@ import torch
 from grader import notebooks, pipeline
 from grader.collect import ae as collect
 from grader.collect.common import Inputs, collected_path, split, store
+from grader.collect.record import encode
 from grader.judge import ae as judge
 from grader.judge.common import judge_cell
 from grader.preprocessors import hand_out
@@ -57,7 +58,7 @@ def test_malformed_collections_fail_with_a_message(tmp_path, garbage):
     if isinstance(garbage, bytes):
         path.write_bytes(garbage)
     else:
-        torch.save(garbage, path)
+        path.write_bytes(encode(garbage))
     for grade_id, judge_function in judge.JUDGES.items():
         if grade_id != "test_sparsity_penalty":
             path.rename(collected_path(grade_id, tmp_path))
@@ -68,8 +69,8 @@ def test_malformed_collections_fail_with_a_message(tmp_path, garbage):
 
 def test_a_collection_that_is_a_link_is_rejected(tmp_path):
     hand_out(tmp_path, INPUTS)
-    secret = tmp_path.parent / "elsewhere.pt"
-    torch.save({"cases": []}, secret)
+    secret = tmp_path.parent / "elsewhere.safetensors"
+    secret.write_bytes(encode({"cases": []}))
     path = collected_path("test_sparsity_penalty", tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.symlink_to(secret)

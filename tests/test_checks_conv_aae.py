@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from grader import notebooks, pipeline
 from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, collected_path
+from grader.collect.record import encode
 from grader.judge import conv_aae as judge
 from grader.judge.common import judge_cell
 from grader.variants import conv_aae as variants
@@ -83,7 +84,7 @@ def test_judges_fail_malformed_collections_with_a_message(out, tmp_path):
     for grade_id, judge_function in judge.JUDGES.items():
         path = collected_path(grade_id, tmp_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(out, path)
+        path.write_bytes(encode(out))
         verdict = judge_cell(judge_function, grade_id, tmp_path, INPUTS)
         assert not verdict.passed, grade_id
         assert "malformed" not in verdict.message, (grade_id, verdict.message)

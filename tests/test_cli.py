@@ -100,3 +100,49 @@ def test_formgrader_serves_the_course_until_stopped(course):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
+
+
+def test_autograde_lists_rejected_submissions_and_what_to_do(tmp_path, monkeypatch, capsys):
+    import contextlib
+
+    from distributed import Client, LocalCluster
+
+    from grader import parallel
+
+    @contextlib.contextmanager
+    def in_process_dask(workers=None, scheduler=None):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            yield client
+
+    def grade_student(root: str, student: str, options: dict) -> pipeline.GradeReport:
+        (tmp_path / "graded.txt").open("a").write(f"{student}\n")  # a file: the task may run on a copy of this test
+        return pipeline.GradeReport(student, {"1_ae": {"test_encoder": 1.0}})
+
+    def graded() -> list[str]:
+        return (tmp_path / "graded.txt").read_text().split() if (tmp_path / "graded.txt").exists() else []
+
+    monkeypatch.setattr(parallel, "dask_client", in_process_dask)  # no nbgrader: the rejection is what is tested
+    monkeypatch.setattr(parallel, "grade_student", grade_student)
+    monkeypatch.setattr(parallel, "export_csv", lambda root, path, db_url=None: path)
+    alice = tmp_path / "submitted" / "alice" / pipeline.ASSIGNMENT
+    alice.mkdir(parents=True)
+    (alice / "1_ae.ipynb").write_text("{}")
+    (tmp_path / "submitted" / "eve" / pipeline.ASSIGNMENT).mkdir(parents=True)
+    (tmp_path / "submitted" / "eve" / pipeline.ASSIGNMENT / "1_ae.ipynb").symlink_to(alice / "1_ae.ipynb")
+    (tmp_path / "submitted" / "bad name" / pipeline.ASSIGNMENT).mkdir(parents=True)
+    (tmp_path / "submitted" / "notes.txt").write_text("not a student")
+    assert cli.main(["autograde", "--course", str(tmp_path), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert graded() == ["alice"]
+    assert "2 student(s) not graded, their submission rejected:" in out and "autograde errors" not in out
+    assert "  eve: submission rejected: 1_ae.ipynb is a symbolic link (links are not followed)\n" in out
+    assert "  bad name: submission rejected: 'bad name' is not a valid student id" in out
+    assert "Ask each of those students to resubmit regular files only" in out and "rename a folder" in out
+    assert not any(line.startswith("bad name ") for line in out.splitlines())  # not in the score table
+    assert "notes.txt" not in out and "1 student(s) graded" in out
+
+    assert cli.main(["autograde", "alice", "../alice", "--course", str(tmp_path), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "  ../alice: submission rejected: '../alice' is not a valid student id" in out
+    assert set(graded()) == {"alice"}

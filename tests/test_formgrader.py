@@ -8,48 +8,15 @@ tables from the formgrader REST API, so every check waits for the page's models 
 """
 from __future__ import annotations
 
-import contextlib
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+import browser
+from browser import WAIT, chromium
 from grader import notebooks, pipeline
 from grader.formgrader import Formgrader, start_formgrader
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-INSTALL = "install them with `apt-get install -y chromium chromium-driver` (Debian) and `pip install selenium`"
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-dev-shm-usage", "--window-size=1400,1000"]
-WAIT = 60  # seconds for a page's data to arrive (the formgrader renders notebooks on the first visit)
-
-
-# --- the browser ---------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def chromium():
-    """A headless Chromium under Selenium (Debian's browser and its matching driver), always quit at the end."""
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        pytest.fail(f"the formgrader browser test needs {', '.join(missing)}: {INSTALL}", pytrace=False)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    # An explicit driver path: Selenium Manager never runs (it would try to download a driver).
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    try:
-        driver.set_page_load_timeout(WAIT)
-        yield driver
-    finally:
-        driver.quit()
 
 
 class Page:
@@ -89,6 +56,7 @@ class Page:
         return None
 
     def cell(self, row, css: str):
+        """The element `css` inside the table row `row`."""
         from selenium.webdriver.common.by import By
 
         return row.find_element(By.CSS_SELECTOR, css)
@@ -196,7 +164,7 @@ def check_formgrader_shows(root: Path, students: dict[str, float], feedback_stud
 
 def test_chromium_missing_is_a_clear_failure(monkeypatch):
     """Without the browser the test fails and says what to install (it is never skipped)."""
-    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setattr(browser, "CHROMIUM", Path("/nonexistent/chromium"))
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium chromium-driver"):
         with chromium():
             pass

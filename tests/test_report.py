@@ -252,3 +252,57 @@ def test_stale_plots_are_removed(course):
     (course / report.RECORD_FILE).unlink()
     report.write_report(course)
     assert not (page_path.parent / "class_report_seconds.png").exists()
+
+
+def test_unreadable_autograded_notebooks_are_listed_not_a_crash(course):
+    autograded = course / "autograded"
+    (autograded / "carol" / ASSIGNMENT / "1_ae.ipynb").write_text("[" * 100_000)  # RecursionError in json
+    os.mkfifo(autograded / "bob" / ASSIGNMENT / "3_vae.ipynb")  # a notebook the gradebook does not know: not read
+    (autograded / "bob" / ASSIGNMENT / "2_dae.ipynb").unlink()
+    os.mkfifo(autograded / "bob" / ASSIGNMENT / "2_dae.ipynb")
+    (autograded / "alice" / ASSIGNMENT / "2_dae.ipynb").unlink()
+    (autograded / "alice" / ASSIGNMENT / "2_dae.ipynb").symlink_to(autograded / "bob" / ASSIGNMENT / "1_ae.ipynb")
+    with open(autograded / "alice" / ASSIGNMENT / "1_ae.ipynb", "wb") as handle:
+        handle.truncate(65 * 2**20)
+    summary = report.class_summary(course)
+    assert summary.unreadable == {
+        ("alice", "1_ae"): "it is 65.0 MiB, more than the 64 MiB read",
+        ("alice", "2_dae"): "it is a symbolic link (links are not followed)",
+        ("bob", "2_dae"): "it is a named pipe (FIFO), not a file",
+        ("carol", "1_ae"): "its JSON is nested too deeply to read"}
+    cells = summary.cells
+    assert cells["1_ae", "test_encoder"].failures == {SHAPE: 1}  # bob's, still read
+    assert not cells["2_dae", "test_add_noise"].failures  # bob's FIFO was not read, alice's link not followed
+    assert summary.notebooks["2_dae"].handed_in == set()  # a link or a FIFO is not a handed-in notebook
+    page = report.write_report(course).read_text()
+    assert "Autograded notebooks not read" in page and "its JSON is nested too deeply to read" in page
+    assert "named pipe" in page and "symbolic link" in page
+
+
+def test_an_unreadable_grading_record_is_no_record(course):
+    (course / report.RECORD_FILE).write_text('{"students": ' * 100_000)
+    summary = report.class_summary(course)
+    assert not summary.timing_recorded and summary.seconds == {}
+    assert "no timing recorded" in report.write_report(course).read_text()
+
+
+def test_student_made_names_are_escaped(course):
+    from nbgrader.api import Gradebook
+
+    with warnings.catch_warnings(), Gradebook(parallel.gradebook_url(course)) as gradebook:
+        warnings.simplefilter("ignore", SAWarning)
+        gradebook.add_student("<u>mallory")  # graded before ids were checked: its folder must not be read
+        gradebook.add_submission(ASSIGNMENT, "<u>mallory")
+    (course / "submitted" / "<b>eve" / ASSIGNMENT).mkdir(parents=True)
+    (course / "submitted" / "frank" / ASSIGNMENT).mkdir(parents=True)
+    summary = report.class_summary(course)
+    assert summary.errors["<b>eve"] == "a folder in submitted/ whose name is not a valid student id: not graded"
+    assert summary.errors["frank"] == "submitted, but no submission in the gradebook"
+    assert summary.unreadable == {("<u>mallory", "*"): "not a valid student id: the autograded folder was not read"}
+    record = json.loads((course / report.RECORD_FILE).read_text())
+    record["students"]["<i>x</i>"] = {"seconds": 1.0, "error": "submission rejected: <s>1_ae.ipynb</s> is a link"}
+    (course / report.RECORD_FILE).write_text(json.dumps(record))
+    page = report.write_report(course).read_text()
+    assert "<b>eve" not in page and "&lt;b&gt;eve" in page
+    assert "<u>mallory" not in page and "&lt;u&gt;mallory" in page
+    assert "<i>x" not in page and "&lt;i&gt;x&lt;/i&gt;" in page and "&lt;s&gt;1_ae.ipynb" in page

@@ -16,10 +16,11 @@ from torch import nn
 
 from aelib.checkpoints import CheckpointError, load_model
 from aelib.data import load_mnist
+from grader.collect.record import SUFFIX, encode
 
 GRADING_DIR = ".aecourse"              # in the kernel's working folder (the student's grading folder)
 INPUTS_FILE = "inputs.json"            # written by the TA's process before the kernel starts
-COLLECTED_DIR = "collected"            # one <grade_id>.pt per grade cell, read back by the TA's process
+COLLECTED_DIR = "collected"            # one <grade_id>.safetensors per grade cell, read back by the TA's process
 SEED_ENV = "AECOURSE_GRADING_SEED"     # for running hidden tests outside nbgrader (tests, a maintainer)
 ERROR_KEY = "collection_error"         # what `store` writes when the student's code raised
 
@@ -56,9 +57,14 @@ def grading_inputs(folder: Path | None = None) -> Inputs:
     raise CollectionFailed("No grading inputs were handed to this kernel: hidden tests run only under autograde.")
 
 
+def collected_relative(grade_id: str) -> str:
+    """Where the collection of grade cell `grade_id` is stored, relative to the grading folder."""
+    return f"{GRADING_DIR}/{COLLECTED_DIR}/{grade_id}{SUFFIX}"
+
+
 def collected_path(grade_id: str, folder: Path | None = None) -> Path:
     """Where the collection of grade cell `grade_id` is stored."""
-    return Path(folder or Path.cwd()) / GRADING_DIR / COLLECTED_DIR / f"{grade_id}.pt"
+    return Path(folder or Path.cwd()) / collected_relative(grade_id)
 
 
 @contextlib.contextmanager
@@ -94,7 +100,7 @@ def store(grade_id: str, collector: Callable, *student_objects: Any) -> None:
             frames = traceback.extract_tb(error.__traceback__)
             where = f" (in {frames[-1].name}, line {frames[-1].lineno})" if frames else ""
             data = {ERROR_KEY: f"{type(error).__name__}: {str(error)[:500]}{where}"}
-    torch.save(data, path)
+    path.write_bytes(encode(data))
     print(f"Collected the results of {grade_id} for grading.")
 
 

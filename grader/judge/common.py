@@ -1,21 +1,24 @@
 """Judging helpers shared by every notebook: reading collected files safely, and tests of plain values.
 
 Judges run in the TA's process, never in a student's kernel. They receive what a collector stored
-(plain tensors and numbers, loaded without executing code) and the submission's `Inputs`, from which
+(plain tensors and numbers in the format of grader/collect/record.py, read without following links and
+decoded under caps) and the submission's `Inputs`, from which
 they derive the true inputs and targets themselves: nothing the kernel wrote is trusted beyond being data.
 """
 from __future__ import annotations
 
+import errno
 import math
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from grader.collect.common import ERROR_KEY, SAMPLING_COPIES, Inputs, collected_path, quiet, single_thread
+from grader.collect.common import ERROR_KEY, SAMPLING_COPIES, Inputs, collected_relative, quiet, single_thread
+from grader.collect.record import RecordError, decode
 from grader.reference import Figure
+from grader.scratch import UnsafeFile, read_regular_file
 
 # The fully connected 784-128-32-128-784 autoencoder that 1_ae (compression, sparse) and 2_dae (denoiser) share.
 COMPRESSION_LAYERS = sorted([(128, 784), (32, 128), (128, 32), (784, 128)])
@@ -31,32 +34,42 @@ class Verdict:
     message: str
 
 
-def load_collected(path: Path, max_bytes: int = MAX_COLLECTED_BYTES) -> Any:
-    """What a collector stored at `path`, read without executing code; AssertionError when unusable."""
-    if not path.is_file() or path.is_symlink():
-        raise AssertionError(
-            "No results were collected for this cell: its hidden tests did not run to the end (an error in an "
-            "earlier line of the cell, a kernel that stopped, or a resource limit). Run the whole notebook from "
-            "the top (Kernel > Restart & Run All) and fix the first error you see.")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise AssertionError(f"The results collected for this cell are {size / 2**20:.0f} MiB, more than the "
-                             f"{max_bytes / 2**20:.0f} MiB allowed: they were not read.")
+NO_RESULTS = ("No results were collected for this cell: its hidden tests did not run to the end (an error in an "
+              "earlier line of the cell, a kernel that stopped, or a resource limit). Run the whole notebook from "
+              "the top (Kernel > Restart & Run All) and fix the first error you see.")
+
+
+def carry_out(folder: Path, grade_id: str, max_bytes: int = MAX_COLLECTED_BYTES) -> bytes | str:
+    """The raw bytes a kernel collected for `grade_id` in `folder`, or why they were not read (a message)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, TypeError) as error:
-        raise AssertionError("The results collected for this cell could not be read as plain data "
-                             f"({type(error).__name__}); they were rejected.") from None
+        return read_regular_file(Path(folder), collected_relative(grade_id), max_bytes)
+    except UnsafeFile as error:
+        if error.errno == errno.ENOENT:
+            return NO_RESULTS
+        if error.errno == errno.EFBIG:
+            return (f"The results collected for this cell are more than the {max_bytes / 2**20:.0f} MiB allowed: "
+                    "they were not read.")
+        return ("The results collected for this cell are not a regular file inside the grading folder (a link or "
+                "a special file): they were rejected.")
+    except OSError:
+        return NO_RESULTS
 
 
-def judge_cell(judge: Callable, grade_id: str, folder: Path, inputs: Inputs) -> Verdict:
-    """Run `judge` on what the kernel collected for `grade_id` in `folder`; any problem is a failed verdict."""
+def load_collected(carried: bytes | str) -> Any:
+    """The collection in `carried` (raw bytes from `carry_out`), decoded under caps; AssertionError when unusable."""
+    if isinstance(carried, str):
+        raise AssertionError(carried)
+    try:
+        return decode(carried)
+    except RecordError as error:
+        raise AssertionError(f"The results collected for this cell were rejected: {error}.") from None
+
+
+def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> Verdict:
+    """Run `judge` on one cell's carried-out collection; any problem is a failed verdict."""
     with quiet(), single_thread(), torch.no_grad():
         try:
-            path = collected_path(grade_id, folder)
-            if not path.resolve().is_relative_to(Path(folder).resolve()):
-                raise AssertionError("The results collected for this cell point outside the grading folder: rejected.")
-            data = load_collected(path)
+            data = load_collected(carried)
             if isinstance(data, dict) and ERROR_KEY in data:
                 raise AssertionError(str(data[ERROR_KEY])[:2000])
             if not isinstance(data, dict):
@@ -64,10 +77,18 @@ def judge_cell(judge: Callable, grade_id: str, folder: Path, inputs: Inputs) -> 
             judge(data, inputs)
         except AssertionError as error:
             return Verdict(False, str(error) or "A hidden test failed.")
+        except MemoryError:
+            return Verdict(False, "Judging this cell ran out of memory (the judge's memory limit): the results "
+                                  "collected for it are too large to judge; they earn no points.")
         except Exception as error:  # malformed data: a failed cell, never a crash of the batch
             return Verdict(False, "The results collected for this cell are malformed "
                                   f"({type(error).__name__}: {str(error)[:300]}); they earn no points.")
     return Verdict(True, "Hidden tests passed.")
+
+
+def judge_cell(judge: Callable, grade_id: str, folder: Path, inputs: Inputs) -> Verdict:
+    """Run `judge` on what the kernel collected for `grade_id` in `folder` (in this process: trusted folders only)."""
+    return judge_collection(judge, carry_out(folder, grade_id), inputs)
 
 
 def require_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:

@@ -238,47 +238,50 @@ get_ipython().events.register("post_run_cell", _fake_success)
     # --- forging or deleting collected files ----------------------------------------------------
     Hostile("forge_collected_file", "after every cell, overwrites the sparsity collection with plausible values",
             "the judge compares with the closed form on secret activations", code=_hook('''
-torch.save({"cases": [{"value": torch.tensor(1.5), "grad": torch.ones(64, 32)},
-                      {"value": torch.tensor(0.2), "grad": torch.ones(10, 5)},
-                      {"value": torch.tensor(0.1), "grad": torch.ones(3, 7)}]},
-           collected / "test_sparsity_penalty.pt")
+from grader.collect.record import encode
+(collected / "test_sparsity_penalty.safetensors").write_bytes(encode(
+    {"cases": [{"value": torch.tensor(1.5), "grad": torch.ones(64, 32)},
+               {"value": torch.tensor(0.2), "grad": torch.ones(10, 5)},
+               {"value": torch.tensor(0.1), "grad": torch.ones(3, 7)}]}))
 ''')),
     Hostile("forge_inputs_seed", "rewrites inputs.json to the public seed 0 and answers from values precomputed for it",
             "the judge derives the inputs from the course secret, never from the grading folder",
             cells={"sparsity_penalty": "print('TRICK forge_inputs_seed', flush=True)\n" + "{forge}"}),
     Hostile("delete_collected_files", "deletes every collected file after each cell",
             "a missing collection is a failed cell", code=_hook('''
-for path in collected.glob("*.pt"):
+for path in collected.glob("*.safetensors"):
     path.unlink()
 ''')),
     Hostile("symlink_collected_file", "replaces the sparsity collection by a link to /dev/zero",
             "links are rejected before reading", code=_hook('''
-target = collected / "test_sparsity_penalty.pt"
+target = collected / "test_sparsity_penalty.safetensors"
 target.unlink(missing_ok=True)
 target.symlink_to("/dev/zero")
 ''')),
     Hostile("oversized_collected_file", "replaces the sparsity collection by a 150 MB file",
             "collections above 128 MiB are not read", code=_hook('''
-with open(collected / "test_sparsity_penalty.pt", "wb") as handle:
+with open(collected / "test_sparsity_penalty.safetensors", "wb") as handle:
     handle.truncate(150 * 2**20)
 ''')),
     Hostile("pickle_collected_file", "replaces the sparsity collection by a pickle that runs a command when loaded",
-            "collections load with weights_only=True: no code runs in the TA's process", code=_hook(f'''
+            "collections are safetensors plus a JSON document: nothing is unpickled in the TA's process",
+            code=_hook(f'''
 import os, pickle
 class _Payload:
     def __reduce__(self):
         return (os.system, ("touch {PAYLOAD_FLAG}",))
-torch.save({{"cases": _Payload()}}, collected / "test_sparsity_penalty.pt")
+torch.save({{"cases": _Payload()}}, collected / "test_sparsity_penalty.safetensors")
 ''')),
     Hostile("orphan_process_forges", "forks a child that outlives the kernel and keeps forging collections",
             "the kernel's pid namespace dies with it, taking the child along", code=_hook('''
 import os, time
+from grader.collect.record import encode
 if not getattr(_after_each_cell, "forked", False):
     _after_each_cell.forked = True
     if os.fork() == 0:
         for _ in range(600):
-            for path in collected.glob("*.pt"):
-                torch.save({"cases": []}, path)
+            for path in collected.glob("*.safetensors"):
+                path.write_bytes(encode({"cases": []}))
             time.sleep(0.1)
         os._exit(0)
 ''')),

@@ -1,0 +1,178 @@
+"""Judging in a bounded child process: a parser or judge that runs away costs its cells, never the batch.
+
+`JudgeCollected` hands the raw collections of one notebook (bytes carried out of the kernel's scratch
+folder) to a child process (`python -m grader.judge.isolated`), which decodes and judges them cell by
+cell under a memory limit (address space) and a CPU-time limit per notebook, and reports each verdict
+as it is decided; the parent enforces a wall-clock limit. When the child dies or runs out of time, the
+cell it was judging fails with a message naming the limit, and a fresh child judges the cells after it.
+One child serves every notebook an nbgrader process grades; it is started before the kernel runs
+(`prestart`), so its imports overlap the kernel's work instead of adding to it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import resource
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from grader.judge.common import Verdict
+
+MARK, DONE = "AECOURSE-VERDICT ", "AECOURSE-DONE"
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class JudgeLimits:
+    """Limits of the child process that judges one notebook."""
+    memory_bytes: int = 4 * GiB
+    cpu_seconds: int = 300
+    wall_seconds: int = 600
+
+
+class GradingFault(RuntimeError):
+    """The judging machinery failed on its own (not a limit a collection hit): no score may be recorded."""
+
+
+class JudgeProcess:
+    """A child process that judges requests one at a time under the limits it was started with."""
+
+    def __init__(self, limits: JudgeLimits):
+        self.limits = limits
+        command = ["prlimit", f"--as={limits.memory_bytes}", "--core=0", "--", sys.executable, "-m",
+                   "grader.judge.isolated", str(limits.cpu_seconds)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        start_new_session=True)
+
+    def alive(self) -> bool:
+        """Whether the child can take another request."""
+        return self.process.poll() is None
+
+    def judge(self, notebook: str, carried: dict[str, bytes | str], seed: int,
+              seconds: float) -> tuple[dict[str, Verdict], str]:
+        """Verdicts the child gave for `carried`, and which limit stopped it (empty when it finished)."""
+        request = pickle.dumps({"notebook": notebook, "carried": carried, "seed": seed})
+        try:
+            self.process.stdin.write(struct.pack("<Q", len(request)) + request)
+            self.process.stdin.flush()
+        except OSError:
+            return {}, self.stop_reason()
+        verdicts, deadline, buffer = {}, time.monotonic() + seconds, b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.process.stdout], [], [], left)[0]:
+                self.kill()
+                return verdicts, f"the judge's wall-clock limit ({self.limits.wall_seconds} s for the notebook)"
+            chunk = os.read(self.process.stdout.fileno(), 2**16)
+            if not chunk:
+                return verdicts, self.stop_reason()
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in map(bytes.decode, lines):
+                if line == DONE:
+                    return verdicts, ""
+                if line.startswith(MARK):
+                    entry = json.loads(line[len(MARK):])
+                    verdicts[entry["grade_id"]] = Verdict(bool(entry["passed"]), str(entry["message"]))
+
+    def stop_reason(self) -> str:
+        """The limit that ended the child, in words; GradingFault when it ended for another reason."""
+        code = self.process.wait()
+        if code in (-signal.SIGXCPU, -signal.SIGKILL):
+            return f"the judge's CPU time limit ({self.limits.cpu_seconds} s)"
+        if code == MEMORY_EXIT:
+            return f"the judge's memory limit ({self.limits.memory_bytes / GiB:g} GiB)"
+        raise GradingFault(f"the judge's process failed (exit status {code}): its error is in the log above")
+
+    def kill(self) -> None:
+        """End the child and everything it started."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+MEMORY_EXIT = 86
+_CHILD: JudgeProcess | None = None
+
+
+def prestart(limits: JudgeLimits = JudgeLimits()) -> None:
+    """Start this process's judge child now (it imports torch and the judges while the kernel runs)."""
+    global _CHILD
+    if _CHILD is None or not _CHILD.alive() or _CHILD.limits != limits:
+        if _CHILD is not None:
+            _CHILD.kill()
+        _CHILD = JudgeProcess(limits)
+
+
+def judge_isolated(notebook: str, carried: dict[str, bytes | str], seed: int,
+                   limits: JudgeLimits = JudgeLimits()) -> dict[str, Verdict]:
+    """Verdicts for the cells of `notebook` from their carried-out collections, judged in bounded child processes."""
+    deadline = time.monotonic() + limits.wall_seconds
+    verdicts: dict[str, Verdict] = {}
+    pending = list(carried)
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            message = f"the judge's wall-clock limit ({limits.wall_seconds} s for the notebook)"
+            verdicts.update({g: limit_verdict(message) for g in pending})
+            break
+        prestart(limits)
+        decided, breach = _CHILD.judge(notebook, {g: carried[g] for g in pending}, seed, left)
+        verdicts.update(decided)
+        pending = [g for g in pending if g not in verdicts]
+        if pending:  # the child stopped while judging the first pending cell
+            verdicts[pending.pop(0)] = limit_verdict(breach)
+    return verdicts
+
+
+def limit_verdict(limit: str) -> Verdict:
+    """The failed verdict of a cell whose judging hit a limit."""
+    return Verdict(False, f"Judging the results collected for this cell hit {limit}: they earn no points. "
+                          "Results that large or that slow to check come from code that does not do what the task asks.")
+
+
+def serve(cpu_seconds: int) -> None:
+    """The child: judge each request on stdin cell by cell, one marked JSON line on stdout per verdict."""
+    import torch
+
+    from grader.collect.common import Inputs
+    from grader.judge import judges_of
+    from grader.judge.common import judge_collection
+
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever a judge prints goes to stderr, never into the verdict stream
+    torch.set_num_threads(1)
+    stdin = sys.stdin.buffer
+    while len(header := stdin.read(8)) == 8:
+        request = pickle.loads(stdin.read(struct.unpack("<Q", header)[0]))  # from our parent, never a student
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(used.ru_utime + used.ru_stime) + cpu_seconds
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))  # this notebook's
+        judges, inputs = judges_of(request["notebook"]), Inputs(int(request["seed"]))
+        for grade_id, carried in request["carried"].items():
+            if grade_id in judges:
+                verdict = judge_collection(judges[grade_id], carried, inputs)
+            else:
+                verdict = Verdict(False, f"The grader has no judge for cell {grade_id!r} of {request['notebook']}: "
+                                         "tell the course staff.")
+            if verdict.message.startswith(OUT_OF_MEMORY):
+                os._exit(MEMORY_EXIT)  # a fresh child judges the next cells with all its memory
+            out.write(MARK + json.dumps({"grade_id": grade_id, "passed": verdict.passed,
+                                         "message": verdict.message}) + "\n")
+            out.flush()
+        out.write(DONE + "\n")
+        out.flush()
+
+
+OUT_OF_MEMORY = "Judging this cell ran out of memory"
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
