@@ -8,6 +8,7 @@ invariant is checked over every case at once.
 """
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
 import shutil
@@ -70,18 +71,19 @@ def submit_attack(root: Path, attack, reference_dir: Path) -> None:
         attack.files(folder)
 
 
-def snapshot(paths: list[Path]) -> dict[str, tuple[int, bytes]]:
-    """Mode and bytes of every file under `paths` (links and special files recorded as such, never read)."""
+def snapshot(paths: list[Path]) -> dict[str, tuple]:
+    """Mode, size, mtime and content digest of every file under `paths` (links and special files never read;
+    files above 64 MiB, such as the sparse attack's, by size and mtime only)."""
     seen = {}
     for top in paths:
-        for folder, folders, files in os.walk(top):
-            for name in sorted(folders + files):
-                path = Path(folder) / name
-                info = path.lstat()
-                content = path.read_bytes() if stat.S_ISREG(info.st_mode) else b""
-                seen[str(path)] = (info.st_mode, content)
-        if top.is_file():
-            seen[str(top)] = (top.lstat().st_mode, top.read_bytes())
+        entries = [top] if top.is_file() else [Path(folder) / name for folder, folders, files in os.walk(top)
+                                                 for name in sorted(folders + files)]
+        for path in entries:
+            info = path.lstat()
+            digest = ""
+            if stat.S_ISREG(info.st_mode) and info.st_size <= 64 * 2**20:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            seen[str(path)] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
     return seen
 
 
