@@ -100,7 +100,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
 
 
 def handed_in(root: Path, run: parallel.ClassRun) -> dict[str, set[str]]:
-    """The notebooks each student handed in: regular files of their submission; for the rejected, what the gradebook has."""
+    """Notebooks each student handed in: regular files of the submission; for the rejected, those in the gradebook."""
     return {report.student: set(report.scores) if report.student in run.rejected
             else submitted.handed_in_notebooks(submitted.submission_folder(root, report.student))
             for report in run.reports}

@@ -97,7 +97,7 @@ def open_directory(name: str | Path, dir_fd: int | None = None) -> Iterator[int]
 
 
 def entry_names(fd: int, ordered: bool) -> Iterator[str]:
-    """Names in the directory `fd`: sorted when `ordered`, else in directory order (a huge folder is not listed whole)."""
+    """Names in the directory `fd`: sorted when `ordered`, else in listing order (a huge folder is not read whole)."""
     with os.scandir(fd) as listing:
         if ordered:
             yield from sorted(entry.name for entry in listing)
@@ -195,7 +195,7 @@ def check_walk(fd: int, max_file_bytes: int, max_total_bytes: int, max_entries: 
     if size > max_total_bytes:
         totals.append(f"the files add up to {size / MiB:,.0f} MiB, more than the {max_total_bytes / MiB:,.0f} MiB "
                       f"allowed per submission")
-    return sorted(problems) + totals  # sorted: the walk is in directory order, the message should not be
+    return summarised(sorted(problems)) + totals  # sorted: the walk is in directory order, the message should not be
 
 
 def summarised(problems: list[str], limit: int = MAX_PROBLEMS_LISTED) -> list[str]:
@@ -216,7 +216,7 @@ def check_submission(folder: Path, max_file_bytes: int = MAX_FILE_BYTES, max_tot
         return [problem]
     try:
         with open_directory(folder) as fd:
-            return summarised(check_walk(fd, max_file_bytes, max_total_bytes, max_entries, max_depth))
+            return check_walk(fd, max_file_bytes, max_total_bytes, max_entries, max_depth)
     except OSError as error:  # e.g. a folder swapped for a link while walking (O_NOFOLLOW refuses it)
         return [f"{label or shown(str(folder))} could not be examined ({error.strerror or error})"]
 
@@ -227,7 +227,7 @@ def submission_folder(root: Path, student: str) -> Path:
 
 
 def submission_problems(root: Path, student: str, **limits) -> list[str]:
-    """Why a student may not be graded: an invalid id, a student folder that is a link, or `check_submission`'s problems."""
+    """Why a student may not be graded: an invalid id, a student folder that is a link, or the submission's problems."""
     try:
         validate_student_id(student)
     except ValueError as error:
