@@ -83,7 +83,7 @@ class HandOutInputs(SecretInputs):
     """Before execution: give the kernel a private scratch copy of the grading folder holding its secret seed."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        scratch = make_scratch(grading_folder(resources))
+        scratch = make_scratch(grading_folder(resources), resources["nbgrader"]["student"])
         resources["aecourse_scratch"] = str(scratch)
         hand_out(scratch, self.inputs(resources))
         prestart()  # the judge's child process imports while the kernel runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -92,9 +93,13 @@ def copy_regular_file(source: Path, target: Path) -> None:
             shutil.copyfileobj(reader, writer, CHUNK)
 
 
-def make_scratch(folder: Path) -> Path:
-    """A new private folder holding a copy of the grading folder `folder`, for one kernel to write in."""
-    scratch = Path(tempfile.mkdtemp(prefix="aecourse-kernel-"))
+def make_scratch(folder: Path, owner: str = "") -> Path:
+    """A new private folder holding a copy of the grading folder `folder`, for one kernel to write in.
+
+    Its name starts with `aecourse-kernel-` and the `owner` (a student id) reduced to safe characters.
+    """
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", owner)[:40]
+    scratch = Path(tempfile.mkdtemp(prefix=f"aecourse-kernel-{label}-" if label else "aecourse-kernel-"))
     copy_regular_tree(Path(folder), scratch)
     return scratch
 

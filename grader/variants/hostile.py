@@ -400,11 +400,14 @@ for _i in range(1000):
         for _ in range(16):
             _handle.write(_chunk)
 '''}),
-    Hostile("huge_output", "prints 100 MB of text", "the per-cell output limit drops the rest", cells={"plot": '''
+    # One message above 16 MiB is dropped by the socket instead (the TA-side case one_huge_message).
+    Hostile("huge_output", "prints 100 MB of text, 1 MB a message", "the per-cell output limit drops the rest",
+            cells={"plot": '''
 import sys
 print("TRICK huge_output", flush=True)
 for _ in range(100):
     sys.stdout.write("y" * 2**20)
+    sys.stdout.flush()
 '''}),
     # --- hostile checkpoints ------------------------------------------------------------------------------
     Hostile("checkpoint_pickle_payload", "a checkpoint that runs code when unpickled",
