@@ -9,7 +9,6 @@ import os
 import struct
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,25 +18,8 @@ from safetensors.torch import save
 from grader import pipeline
 from grader.collect.record import MAX_DEPTH, MAX_STRING, RecordError, decode, encode
 from grader.judge.isolated import GradingFault, JudgeLimits, JudgeProcess, judge_isolated
+from test_submitted import finishes
 from grader.scratch import UnsafeFile, copy_regular_tree, make_scratch, read_regular_file, remove_scratch, usage
-
-
-def in_time(function, *args, seconds: float = 20):
-    """Run `function(*args)` in a thread and fail if it blocks (a FIFO opened for reading would)."""
-    result: dict = {}
-
-    def run():
-        try:
-            result["value"] = function(*args)
-        except BaseException as error:  # noqa: BLE001 (handed back to the test)
-            result["error"] = error
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"{function.__name__} blocked"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 # --- the reader out of the scratch folder ----------------------------------------------------------
@@ -69,7 +51,7 @@ def test_reader_rejects_links_special_files_and_oversize(tmp_path, make):
         target.write_bytes(b"x" * 11)
     relative = "../outside/b/c.bin" if make == "dotdot" else "a/b/c.bin"
     with pytest.raises(UnsafeFile) as raised:
-        in_time(read_regular_file, folder, relative, 10)
+        finishes(read_regular_file, folder, relative, 10)
     if make == "missing":
         assert raised.value.errno == errno.ENOENT
     if make == "too_big":
@@ -83,7 +65,7 @@ def test_scratch_copies_regular_files_only_and_is_removed_whatever_its_modes(tmp
     (grading / "aelib" / "data.py").write_text("x = 1")
     (grading / "link.html").symlink_to("/etc/hostname")
     os.mkfifo(grading / "pipe.ipynb")
-    scratch = in_time(make_scratch, grading)
+    scratch = finishes(make_scratch, grading)
     try:
         copied = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
         assert copied == ["4_tsne.ipynb", "aelib", "aelib/data.py"]
