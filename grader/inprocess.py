@@ -71,7 +71,7 @@ class Notebook:
     def check(self, namespace: dict, folder: Path, inputs: Inputs, grade_ids: list[str] | None = None,
               stop_at_first_failure: bool = False) -> dict[str, Verdict]:
         """Collect the hidden tests `grade_ids` (default: all) in `namespace` from `folder`, and judge each."""
-        hand_out(folder, inputs)
+        hand_out(folder, inputs.seed)
         verdicts = {}
         for grade_id in grade_ids if grade_ids is not None else list(self.hidden):
             try:

@@ -26,8 +26,8 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
-from grader.collect.common import GRADING_DIR, INPUTS_FILE, Inputs
-from grader.judge.common import carry_out
+from grader.collect.layout import GRADING_DIR, INPUTS_FILE
+from grader.judge.carry import carry_out
 from grader.judge.isolated import JudgeLimits, judge_isolated, prestart
 from grader.scratch import make_scratch, remove_scratch
 
@@ -45,10 +45,10 @@ def course_secret(path: Path) -> bytes:
     return path.read_bytes().strip()
 
 
-def submission_inputs(secret: bytes, student: str, notebook: str) -> Inputs:
-    """The secret-seeded inputs of one student's notebook: the same on every regrade, unknown without the secret."""
+def submission_seed(secret: bytes, student: str, notebook: str) -> int:
+    """The secret seed of one student's notebook's inputs: the same on every regrade, unknown without the secret."""
     digest = hmac.new(secret, f"{student}\0{notebook}".encode(), hashlib.sha256).digest()
-    return Inputs(int.from_bytes(digest[:7], "big"))
+    return int.from_bytes(digest[:7], "big")
 
 
 def grading_folder(resources: ResourcesDict) -> Path:
@@ -64,19 +64,19 @@ class SecretInputs(NbGraderPreprocessor):
                  f"{SECRET_FILE} in the course directory. Keep it out of students' reach."
     ).tag(config=True)
 
-    def inputs(self, resources: ResourcesDict) -> Inputs:
-        """This submission's inputs, derived from the secret (never read back from the grading folder)."""
+    def seed(self, resources: ResourcesDict) -> int:
+        """This submission's seed, derived from the secret (never read back from the grading folder)."""
         path = Path(self.secret_file) if self.secret_file else Path(os.getcwd()) / SECRET_FILE
-        return submission_inputs(course_secret(path), resources["nbgrader"]["student"],
+        return submission_seed(course_secret(path), resources["nbgrader"]["student"],
                                  resources["nbgrader"]["notebook"])
 
 
-def hand_out(folder: Path, inputs: Inputs) -> None:
+def hand_out(folder: Path, seed: int) -> None:
     """Empty the grading folder's collection area and write the inputs the kernel will read."""
     area = folder / GRADING_DIR
     remove(area)
     area.mkdir()
-    (area / INPUTS_FILE).write_text(json.dumps({"seed": inputs.seed}))
+    (area / INPUTS_FILE).write_text(json.dumps({"seed": seed}))
 
 
 class HandOutInputs(SecretInputs):
@@ -85,7 +85,7 @@ class HandOutInputs(SecretInputs):
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
         scratch = make_scratch(grading_folder(resources), resources["nbgrader"]["student"])
         resources["aecourse_scratch"] = str(scratch)
-        hand_out(scratch, self.inputs(resources))
+        hand_out(scratch, self.seed(resources))
         prestart()  # the judge's child process imports while the kernel runs
         return nb, resources
 
@@ -107,7 +107,7 @@ class JudgeCollected(SecretInputs):
         finally:
             remove_scratch(scratch)
         limits = JudgeLimits(self.judge_memory_limit, self.judge_cpu_limit, self.judge_timeout)
-        verdicts = judge_isolated(resources["nbgrader"]["notebook"], carried, self.inputs(resources).seed, limits)
+        verdicts = judge_isolated(resources["nbgrader"]["notebook"], carried, self.seed(resources), limits)
         for cell in graded:
             verdict = verdicts[cell.metadata["nbgrader"]["grade_id"]]
             message = verdict.message

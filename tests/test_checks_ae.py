@@ -17,7 +17,7 @@ INPUTS = Inputs(7)
 
 def test_failure_messages_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    hand_out(tmp_path, INPUTS)
+    hand_out(tmp_path, INPUTS.seed)
     namespace = notebooks.definitions(notebooks.build_notebook(pipeline.SOURCE / "1_ae.py"))
     store("test_reconstruction", collect.collect_trained_codes, namespace["Encoder"], namespace["Decoder"])
     verdict = judge_cell(judge.judge_reconstruction, "test_reconstruction", tmp_path, INPUTS)
@@ -52,7 +52,7 @@ def test_sparsity_closed_form_matches_a_hand_computed_value():
 @pytest.mark.parametrize("garbage", [{}, {"cases": "x"}, {"cases": [{"value": "tensor", "grad": None}] * 3},
                                      {"reconstructions": torch.full((5,), float("nan"))}, [1, 2], b"\x00" * 10])
 def test_malformed_collections_fail_with_a_message(tmp_path, garbage):
-    hand_out(tmp_path, INPUTS)
+    hand_out(tmp_path, INPUTS.seed)
     path = collected_path("test_sparsity_penalty", tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(garbage, bytes):
@@ -68,7 +68,7 @@ def test_malformed_collections_fail_with_a_message(tmp_path, garbage):
 
 
 def test_a_collection_that_is_a_link_is_rejected(tmp_path):
-    hand_out(tmp_path, INPUTS)
+    hand_out(tmp_path, INPUTS.seed)
     secret = tmp_path.parent / "elsewhere.safetensors"
     secret.write_bytes(encode({"cases": []}))
     path = collected_path("test_sparsity_penalty", tmp_path)

@@ -16,11 +16,9 @@ from torch import nn
 
 from aelib.checkpoints import CheckpointError, load_model
 from aelib.data import load_mnist
-from grader.collect.record import SUFFIX, encode
+from grader.collect.layout import GRADING_DIR, INPUTS_FILE, collected_relative
+from grader.collect.record import encode
 
-GRADING_DIR = ".aecourse"              # in the kernel's working folder (the student's grading folder)
-INPUTS_FILE = "inputs.json"            # written by the TA's process before the kernel starts
-COLLECTED_DIR = "collected"            # one <grade_id>.safetensors per grade cell, read back by the TA's process
 SEED_ENV = "AECOURSE_GRADING_SEED"     # for running hidden tests outside nbgrader (tests, a maintainer)
 ERROR_KEY = "collection_error"         # what `store` writes when the student's code raised
 
@@ -55,11 +53,6 @@ def grading_inputs(folder: Path | None = None) -> Inputs:
     if os.environ.get(SEED_ENV):
         return Inputs(int(os.environ[SEED_ENV]))
     raise CollectionFailed("No grading inputs were handed to this kernel: hidden tests run only under autograde.")
-
-
-def collected_relative(grade_id: str) -> str:
-    """Where the collection of grade cell `grade_id` is stored, relative to the grading folder."""
-    return f"{GRADING_DIR}/{COLLECTED_DIR}/{grade_id}{SUFFIX}"
 
 
 def collected_path(grade_id: str, folder: Path | None = None) -> Path:

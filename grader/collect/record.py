@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-SUFFIX = ".safetensors"
 DOCUMENT = "__document__"          # the name of the tensor that holds the JSON document
 MAX_DOCUMENT_BYTES = 4 * 2**20     # the JSON document
 MAX_DEPTH = 12                     # nesting of lists, tuples and dicts

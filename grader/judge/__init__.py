@@ -11,8 +11,12 @@ import importlib
 from pathlib import Path
 from typing import Callable
 
-from grader.collect.common import Inputs
-from grader.judge.common import Verdict, judge_cell
+from typing import TYPE_CHECKING
+
+from grader.judge.carry import Verdict
+
+if TYPE_CHECKING:  # judging imports torch; grader.judge.isolated's parent side (nbgrader's process) must not
+    from grader.collect.common import Inputs
 
 MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
 
@@ -26,6 +30,8 @@ def judges_of(notebook: str) -> dict[str, Callable]:
 
 def judge_notebook(notebook: str, grade_ids: list[str], folder: Path, inputs: Inputs) -> dict[str, Verdict]:
     """Verdicts for the graded cells `grade_ids` of `notebook`, from the collections in `folder`."""
+    from grader.judge.common import judge_cell
+
     judges = judges_of(notebook)
     verdicts = {}
     for grade_id in grade_ids:

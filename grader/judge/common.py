@@ -7,53 +7,20 @@ they derive the true inputs and targets themselves: nothing the kernel wrote is 
 """
 from __future__ import annotations
 
-import errno
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from grader.collect.common import ERROR_KEY, SAMPLING_COPIES, Inputs, collected_relative, quiet, single_thread
+from grader.judge.carry import NO_RESULTS, Verdict, carry_out  # noqa: F401 (judges and tests import them from here)
+from grader.collect.common import ERROR_KEY, SAMPLING_COPIES, Inputs, quiet, single_thread
 from grader.collect.record import RecordError, decode
 from grader.reference import Figure
-from grader.scratch import UnsafeFile, read_regular_file
 
 # The fully connected 784-128-32-128-784 autoencoder that 1_ae (compression, sparse) and 2_dae (denoiser) share.
 COMPRESSION_LAYERS = sorted([(128, 784), (32, 128), (128, 32), (784, 128)])
 COMPRESSION_PARAMETERS = 784 * 128 + 128 + 128 * 32 + 32 + 32 * 128 + 128 + 128 * 784 + 784
-
-MAX_COLLECTED_BYTES = 128 * 2**20
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of one grade cell, decided in the TA's process."""
-    passed: bool
-    message: str
-
-
-NO_RESULTS = ("No results were collected for this cell: its hidden tests did not run to the end (an error in an "
-              "earlier line of the cell, a kernel that stopped, or a resource limit). Run the whole notebook from "
-              "the top (Kernel > Restart & Run All) and fix the first error you see.")
-
-
-def carry_out(folder: Path, grade_id: str, max_bytes: int = MAX_COLLECTED_BYTES) -> bytes | str:
-    """The raw bytes a kernel collected for `grade_id` in `folder`, or why they were not read (a message)."""
-    try:
-        return read_regular_file(Path(folder), collected_relative(grade_id), max_bytes)
-    except UnsafeFile as error:
-        if error.errno == errno.ENOENT:
-            return NO_RESULTS
-        if error.errno == errno.EFBIG:
-            return (f"The results collected for this cell are more than the {max_bytes / 2**20:.0f} MiB allowed: "
-                    "they were not read.")
-        return ("The results collected for this cell are not a regular file inside the grading folder (a link or "
-                "a special file): they were rejected.")
-    except OSError:
-        return NO_RESULTS
-
 
 def load_collected(carried: bytes | str) -> Any:
     """The collection in `carried` (raw bytes from `carry_out`), decoded under caps; AssertionError when unusable."""

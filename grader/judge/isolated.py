@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from grader.judge.common import Verdict
+from grader.judge.carry import Verdict
 
 MARK, DONE = "AECOURSE-VERDICT ", "AECOURSE-DONE"
 GiB = 2**30

@@ -1,6 +1,6 @@
 """The TA-side attack catalogue: submissions that attack the TA's tools, not the grade of their own cells.
 
-Each case is a correct 4_tsne submission plus one attack: script the kernel runs at the end of the
+Each case is the blank 4_tsne release plus one attack (so any point it scores is a point gained): script the kernel runs at the end of the
 notebook (links, special files and bombs left in its folder, forged collections, outputs built to
 slip past the limits), edits of the submitted notebook (active content, junk metadata) or files in
 the submitted folder itself. `tests/test_ta_side.py` grades them all in one course beside a victim
@@ -29,7 +29,7 @@ VICTIM = f"{ROOT}/submitted/victim/autoencoders/4_tsne.ipynb"
 
 @dataclass(frozen=True)
 class Attack:
-    """A correct submission plus one attack on the TA's side."""
+    """A blank submission plus one attack on the TA's side."""
     name: str
     kind: str                    # the class of attack (the issue's list)
     trick: str
