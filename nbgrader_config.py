@@ -48,9 +48,25 @@ c.HTMLExporter.sanitize_html = True
 try:
     from grader.preprocessors import autograde_preprocessors
     from grader.sandbox import sandbox_state
-except ModuleNotFoundError as error:  # the grader package is not installed: hidden tests cannot collect, every
-    if error.name != "grader":          # graded cell fails; any other missing module is an error to fix
+except ModuleNotFoundError as error:  # the grader package is not installed: grading it would score nothing but
+    if error.name != "grader":          # the grader's absence, so autograde refuses (a grading fault, retried)
         raise
+    import json as _json
+    import os as _os
+
+    from nbgrader.preprocessors import NbGraderPreprocessor as _Preprocessor
+
+    class GraderMissing(_Preprocessor):
+        """Stands alone in autograde when the grader package cannot be imported: no notebook is run or scored."""
+
+        def preprocess(self, nb, resources):
+            cause = "the grader package is not importable where nbgrader runs (pip install -e the course repository)"
+            if _os.environ.get("AECOURSE_FAULT_FILE"):  # grader/faults.py's channel, which cannot be imported here
+                with open(_os.environ["AECOURSE_FAULT_FILE"], "a") as handle:
+                    handle.write(_json.dumps(cause) + "\n")
+            raise RuntimeError(cause)
+
+    c.Autograde.autograde_preprocessors = [GraderMissing]
 else:
     # AECOURSE_SANDBOX=auto never turns the sandbox off silently once this course has graded in it: a broken
     # bubblewrap then refuses to grade (nbgrader autograde fails) instead of running student code unconfined.

@@ -82,6 +82,13 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no submission in {submitted_dir} for {', '.join(unknown)}")
     where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else \
         f"a local Dask cluster of {args.workers or os.cpu_count()} worker(s)"
+    if args.dry_run:
+        run = parallel.grade_class(root, students, db_url=args.db, force=args.force, dry_run=True)
+        print(f"{len(run.reasons)} of {len(students)} student(s) would be graded:")
+        for student, reason in run.reasons.items():
+            print(f"  {student}: {reason}")
+        print_errors(run)
+        return 0
     print(f"autograding {len(students)} student(s) on {where}, gradebook {args.db or root / 'gradebook.db'}")
     run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
                                force=args.force, threads=args.threads, timeout=args.timeout)
@@ -96,7 +103,20 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     csv = parallel.export_csv(root, Path(args.csv) if args.csv else root / "grades.csv", args.db)
     print(f"scores of every student in the gradebook, in nbgrader export's CSV format: {csv}")
     print_errors(run)
-    return 0
+    print_faults(run)
+    return 1 if run.faults else 0
+
+
+def print_faults(run: parallel.ClassRun) -> None:
+    """List the students left without a score by a grading fault, its cause, and how to retry."""
+    if not run.faults:
+        return
+    print(f"\nGRADING FAULTS: {len(run.faults)} student(s) not graded because the grading side failed (no score "
+          "was recorded for them; this is not the students' doing):")
+    for report in run.faults:
+        print(f"  {report.student}: {report.fault[:500]}")
+    print("Fix the cause (the data, the grader or the workers), then run `aecourse autograde` again: it grades "
+          "these students again and leaves the others as they are.")
 
 
 def handed_in(root: Path, run: parallel.ClassRun) -> dict[str, set[str]]:
@@ -304,6 +324,7 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--csv", help="where to write the scores CSV (default: grades.csv in the course)")
     grade.add_argument("--timeout", type=float, default=pipeline.SUBMISSION_TIMEOUT,
                        help="wall-clock seconds for all notebooks of one submission (default 600)")
+    grade.add_argument("--dry-run", action="store_true", help="grade nobody: list who would be graded, and why")
     report = add("report", cmd_report, "write the class report (HTML and plots) from the gradebook")
     report.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     report.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")

@@ -17,10 +17,12 @@ read, changed or deleted, and the next run checks them again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +32,9 @@ from typing import Iterator
 from tqdm import tqdm
 
 from grader import pipeline
+from grader import settings as grading_settings
 from grader.pipeline import ASSIGNMENT, GradeReport
+from grader.settings import GradingSettings
 from grader.submitted import (MAX_JSON_BYTES, UnreadableFile, is_valid_student_id, read_json_file,
                               submission_digest, submission_problems)
 
@@ -78,6 +82,7 @@ class GradingRecord:
     """Per student: the digest of the submission last graded, how long it took and any error."""
     path: Path
     students: dict[str, dict] = field(default_factory=dict)
+    settings: dict[str, dict] = field(default_factory=dict)  # digest: the GradingSettings it stands for
 
     @classmethod
     def load(cls, root: Path) -> "GradingRecord":
@@ -88,22 +93,46 @@ class GradingRecord:
         except UnreadableFile:
             data = {}
         students = data.get("students") if isinstance(data, dict) else None
+        settings = data.get("settings") if isinstance(data, dict) else None
         return cls(path, {student: entry for student, entry in students.items() if isinstance(entry, dict)}
-                   if isinstance(students, dict) else {})
+                   if isinstance(students, dict) else {},
+                   {key: value for key, value in settings.items() if isinstance(value, dict)}
+                   if isinstance(settings, dict) else {})
 
-    def up_to_date(self, student: str, digest: str, gradebook: str) -> bool:
-        """Whether the student was graded into `gradebook`, without error, from exactly this submission."""
-        entry = self.students.get(student, {})
-        return entry.get("digest") == digest and entry.get("gradebook") == url_id(gradebook) and not entry.get("error")
+    def why_regrade(self, student: str, digest: str, wanted: GradingSettings, gradebook: str) -> str:
+        """Why the student must be graded again under `wanted` (empty when their grade is up to date)."""
+        entry = self.students.get(student)
+        if not entry:
+            return "never graded"
+        if entry.get("gradebook") != url_id(gradebook):
+            return "graded into another gradebook"
+        if entry.get("fault"):
+            return f"the last grading failed on the grading side ({str(entry['fault'])[:200]})"
+        if entry.get("error"):
+            return "the last grading ended with an error"
+        if entry.get("digest") != digest:
+            return "the submission changed"
+        if entry.get("settings") != wanted.digest():
+            earlier = self.settings.get(str(entry.get("settings")))
+            changed = wanted.changes_from(GradingSettings(**earlier) if earlier else None)
+            return "graded under other settings: " + ", ".join(changed)
+        return ""
 
-    def note(self, report: GradeReport, digest: str | None, gradebook: str) -> None:
+    def note(self, report: GradeReport, digest: str | None, gradebook: str,
+             settings: GradingSettings | None = None) -> None:
         """Record one student's grading (`digest` None: rejected, not graded) and write the record at once."""
         self.students[report.student] = {
-            "digest": digest, "gradebook": url_id(gradebook), "error": report.error,
+            "digest": digest, "gradebook": url_id(gradebook), "error": report.error, "fault": report.fault,
+            "settings": settings.digest() if settings else None,
             "seconds": round(report.seconds, 2) if digest is not None else None,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if settings:
+            self.settings[settings.digest()] = dataclasses.asdict(settings)
+        used = {entry.get("settings") for entry in self.students.values()}
+        self.settings = {key: value for key, value in self.settings.items() if key in used}
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"students": self.students}, indent=1, sort_keys=True))
+        temporary.write_text(json.dumps({"students": self.students, "settings": self.settings}, indent=1,
+                                        sort_keys=True))
         temporary.replace(self.path)
 
 
@@ -126,12 +155,19 @@ def student_lock(root: Path, student: str) -> Iterator[int]:
         os.close(fd)
 
 
-def grade_student(root: str, student: str, options: dict) -> GradeReport:
-    """Autograde one student (a Dask task); an nbgrader process that died without grading is retried once."""
+def grade_student(root: str, student: str, options: dict, wanted: GradingSettings) -> GradeReport:
+    """Autograde one student (a Dask task) under the client's settings; an nbgrader process that died without
+    grading is retried once. A worker whose data or grader differ from the client's grades nobody."""
+    found = grading_settings.problems(Path(root), wanted)
+    if found:
+        pipeline.remove_submission(Path(root), student, options.get("db_url"))
+        fault = f"worker {socket.gethostname()} refused to grade: " + "; ".join(found)
+        return GradeReport(student, error=fault, fault=fault)
     with student_lock(Path(root), student) as fd:
-        report = pipeline.autograde(Path(root), student, pass_fds=(fd,), **options)
-        if report.error and not report.scores:
-            report = pipeline.autograde(Path(root), student, pass_fds=(fd,), **options)
+        report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=wanted.environment, **options)
+        if report.error and not report.scores and not report.fault:
+            report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=wanted.environment,
+                                        **options)
     return report
 
 
@@ -144,11 +180,17 @@ class ClassRun:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     rejected: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # a dry run's: who would be graded, and why
 
     @property
     def errors(self) -> list[GradeReport]:
-        """Reports of students whose autograde failed or was cut short."""
-        return [report for report in self.reports if report.error]
+        """Reports of students whose autograde failed or was cut short (grading faults not included)."""
+        return [report for report in self.reports if report.error and not report.fault]
+
+    @property
+    def faults(self) -> list[GradeReport]:
+        """Reports of students left without a score by a grading fault (the next run retries them)."""
+        return [report for report in self.reports if report.fault]
 
 
 def known_scores(root: Path, student: str, url: str) -> dict[str, dict[str, float]]:
@@ -204,12 +246,14 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
 
 def grade_class(root: Path, students: list[str], workers: int | None = None, scheduler: str | None = None,
                 db_url: str | None = None, force: bool = False, threads: int | None = None,
-                settings: dict[str, dict] | None = None, progress: bool = True, **options) -> ClassRun:
+                settings: dict[str, dict] | None = None, progress: bool = True, dry_run: bool = False,
+                **options) -> ClassRun:
     """Autograde `students` of the course `root` as Dask tasks; reports come back in the order given.
 
     `threads`: torch threads per student graded (default: this machine's cores shared among `workers`
     local workers; 1 on a cluster). `settings` gives some students their own `pipeline.autograde`
-    keyword arguments (a shorter timeout, say).
+    keyword arguments (a shorter timeout, say). `dry_run`: grade nobody, only say in `ClassRun.reasons`
+    who would be graded and why.
     """
     from distributed import as_completed
 
@@ -219,22 +263,29 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
     if db_url:
         ensure_assignment(root, url)
     record = GradingRecord.load(root)
+    wanted = grading_settings.current(root)
     digests, done = check_class(root, students, url)
-    for report in done.values():
-        if is_valid_student_id(report.student):
-            record.note(report, None, url)  # not up to date: the next run checks the submission again
+    if not dry_run:
+        for report in done.values():
+            if is_valid_student_id(report.student):
+                record.note(report, None, url)  # not up to date: the next run checks the submission again
     if threads is None:
         threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
-    todo = [s for s in students if s in digests and (force or not record.up_to_date(s, digests[s], url)
-                                                     or not pipeline.read_scores(root, s, url))]
+    reasons = {s: "--force" if force else record.why_regrade(s, digests[s], wanted, url)
+                  or ("" if pipeline.read_scores(root, s, url) else "no score in the gradebook")
+               for s in students if s in digests}
+    todo = [s for s in students if reasons.get(s)]
     for student in set(digests) - set(todo):
         done[student] = GradeReport(student, pipeline.read_scores(root, student, url),
                                     seconds=record.students[student].get("seconds", 0.0))
+    if dry_run:
+        return ClassRun([done.get(s, GradeReport(s)) for s in students], skipped=[s for s in digests if s not in todo],
+                        rejected=[s for s in students if s not in digests], reasons={s: reasons[s] for s in todo})
     if todo:
         with dask_client(workers, scheduler) as client:
             futures = {client.submit(grade_student, str(root), student,
                                      {**options, **(settings or {}).get(student, {}), "db_url": url, "threads": threads},
-                                     key=f"autograde-{student}-{time.time_ns()}", pure=False, retries=1): student
+                                     wanted, key=f"autograde-{student}-{time.time_ns()}", pure=False, retries=1): student
                        for student in todo}
             bar = tqdm(total=len(todo), unit="student", desc="autograde", disable=not progress, file=sys.stderr)
             for future in as_completed(futures):
@@ -242,10 +293,11 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
                 try:
                     report = future.result()
                 except Exception as error:  # the task failed twice (e.g. its worker was lost both times)
-                    report = GradeReport(student, pipeline.read_scores(root, student, url),
-                                         error=f"grading task failed: {type(error).__name__}: {error}")
+                    fault = f"the grading task failed: {type(error).__name__}: {str(error)[:500]}"
+                    pipeline.remove_submission(root, student, url)
+                    report = GradeReport(student, error=fault, fault=fault)
                 done[student] = report
-                record.note(report, digests[student], url)
+                record.note(report, digests[student], url, wanted)
                 bar.update()
             bar.close()
     return ClassRun([done[s] for s in students], seconds=time.time() - started,

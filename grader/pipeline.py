@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from aelib.data import offline_split
 from grader import helper_answers, notebooks
+from grader.faults import FAULT_FILE_ENV, read_faults
 from grader.variants import Variant
 
 ASSIGNMENT = "autoencoders"
@@ -58,9 +60,10 @@ def with_tools_on_path(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def grading_env() -> dict[str, str]:
-    """Environment for nbgrader and its kernels: absolute data directory, no stray output."""
-    env = with_tools_on_path(dict(os.environ))
+def grading_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for nbgrader and its kernels (from `base`, default this process's): absolute data directory,
+    no stray output."""
+    env = with_tools_on_path(dict(os.environ if base is None else base))
     if env.get("AUTOENCODERS_DATA_DIR"):
         env["AUTOENCODERS_DATA_DIR"] = str(Path(env["AUTOENCODERS_DATA_DIR"]).resolve())
     env.setdefault("PYTHONWARNINGS", "ignore")
@@ -273,6 +276,7 @@ class GradeReport:
     error: str = ""
     seconds: float = 0.0
     peak_mib: float = 0.0  # the nbgrader process's peak memory, as JudgeCollected logged it
+    fault: str = ""        # a grading fault (grader/faults.py): no score was recorded, the next run retries
 
     def total(self, notebook: str | None = None) -> float:
         """Total score, of one notebook or of all."""
@@ -286,23 +290,30 @@ KILL_GRACE = 120          # beyond the deadline, nbgrader itself is killed
 
 
 def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, options: tuple[str, ...] = (),
-              db_url: str | None = None, threads: int | None = None, pass_fds: tuple[int, ...] = ()) -> GradeReport:
+              db_url: str | None = None, threads: int | None = None, pass_fds: tuple[int, ...] = (),
+              environment: dict[str, str] | None = None) -> GradeReport:
     """Autograde one student in its own nbgrader process, so one bad submission cannot stop the batch.
 
     The submission's kernels share a wall-clock deadline (`timeout` seconds); an nbgrader process still
     running `KILL_GRACE` seconds after it is killed, and the student is reported with that error.
     Scores go to the gradebook `db_url` (default: the course's SQLite file). `threads`: torch threads of
     the kernels and the judges (default: every core; give cores // students graded at once).
+    `environment`: variables that decide the grade (data directory, offline split, sandbox mode), given
+    by the caller rather than taken from this process. A grading fault (grader/faults.py) leaves the
+    student without a score in the gradebook and is named in `fault`.
     """
     started = time.time()
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--student", student, "--force",
                f"--SandboxedExecute.submission_timeout={int(timeout)}", *options]
     if db_url:
         command.append(f"--CourseDirectory.db_url={db_url}")
-    env = grading_env()
+    env = grading_env({**os.environ, **(environment or {})})
     if threads:  # N students at once on N cores: several torch processes on a core slow down tenfold
         command.append(f"--SandboxedKernelManager.threads={threads}")
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    handle, fault_file = tempfile.mkstemp(prefix=f"aecourse-faults-{student}-")
+    os.close(handle)
+    env[FAULT_FILE_ENV] = fault_file
     process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True, pass_fds=pass_fds)
     report = GradeReport(student)
@@ -312,13 +323,35 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
         report.peak_mib = float(max(map(int, peaks))) if peaks else 0.0
         if process.returncode != 0:
             report.error = stderr[-2000:]
+        if process.returncode < 0:  # killed by a signal: the machine (OOM killer, an operator), not the notebook
+            report.fault = f"nbgrader was killed by signal {-process.returncode} while grading"
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         report.error = f"nbgrader was killed after the wall-clock limit of {timeout:g} s (+{KILL_GRACE} s)"
+        report.fault = report.error
+    finally:
+        faults = read_faults(Path(fault_file))
+        os.unlink(fault_file)
+    report.fault = "; ".join(faults) or report.fault
+    if report.fault:
+        report.error = report.error or report.fault
+        remove_submission(root, student, db_url)
     report.scores = read_scores(root, student, db_url)
     report.seconds = time.time() - started
     return report
+
+
+def remove_submission(root: Path, student: str, db_url: str | None = None) -> None:
+    """Remove a student's submission from the gradebook (its scores with it), when there is one."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with_tools_on_path(os.environ)
+    with Gradebook(db_url or f"sqlite:///{Path(root) / 'gradebook.db'}") as gradebook:
+        try:
+            gradebook.remove_submission(ASSIGNMENT, student)
+        except MissingEntry:
+            pass
 
 
 def read_scores(root: Path, student: str, db_url: str | None = None) -> dict[str, dict[str, float]]:
@@ -352,7 +385,8 @@ def score_table(reports: list[GradeReport], max_points: dict[str, float],
     for report in reports:
         handed_in = names if submitted is None else submitted.get(report.student, names)
         rows.append([report.student, *(f"{report.total(n):g}" if n in handed_in else "-" for n in names),
-                     f"{report.total():g}" + ("  (autograde error)" if report.error else "")])
+                     f"{report.total():g}" + ("  (grading fault: not graded)" if report.fault else
+                                              "  (autograde error)" if report.error else "")])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
 

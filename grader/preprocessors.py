@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -27,6 +28,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
 from grader.collect.layout import GRADING_DIR, INPUTS_FILE
+from grader.faults import GradingFault, report_fault
 from grader.judge.carry import carry_out
 from grader.judge.isolated import JudgeLimits, judge_isolated, prestart
 from grader.scratch import make_scratch, remove_scratch
@@ -106,8 +108,16 @@ class JudgeCollected(SecretInputs):
             carried = {grade_id: carry_out(scratch, grade_id) for grade_id in grade_ids}
         finally:
             remove_scratch(scratch)
-        limits = JudgeLimits(self.judge_memory_limit, self.judge_cpu_limit, self.judge_timeout)
-        verdicts = judge_isolated(resources["nbgrader"]["notebook"], carried, self.seed(resources), limits)
+        notebook = resources["nbgrader"]["notebook"]
+        try:
+            unimportable = [cell.metadata["nbgrader"]["grade_id"] for cell in graded if grader_missing(cell)]
+            if unimportable:
+                raise GradingFault(f"the grading kernel could not import the grader (cells {', '.join(unimportable)})")
+            limits = JudgeLimits(self.judge_memory_limit, self.judge_cpu_limit, self.judge_timeout)
+            verdicts = judge_isolated(notebook, carried, self.seed(resources), limits)
+        except GradingFault as fault:
+            report_fault(f"{notebook}: {fault}")
+            raise
         for cell in graded:
             verdict = verdicts[cell.metadata["nbgrader"]["grade_id"]]
             message = verdict.message
@@ -127,13 +137,23 @@ class RefuseToGrade(NbGraderPreprocessor):
     reason = Unicode("", help="Why grading is refused (set by nbgrader_config.py).").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
-        raise RuntimeError(f"grading refused: {self.reason}")
+        report_fault(f"grading refused: {self.reason}")
+        raise GradingFault(f"grading refused: {self.reason}")
 
 
 def is_scored(cell: NotebookNode) -> bool:
     """Whether a cell is a code grade cell worth points."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return cell.cell_type == "code" and bool(meta.get("grade")) and float(meta.get("points", 0) or 0) > 0
+
+
+def grader_missing(cell: NotebookNode) -> bool:
+    """Whether a graded cell's hidden tests failed because the kernel cannot import the grader (not the student's
+    doing: only the cell's own hidden lines import it; a student who breaks the import on purpose loses only a
+    score that is not recorded)."""
+    return any(output.get("ename") == "ModuleNotFoundError"
+               and re.fullmatch(r"No module named 'grader(\.collect(\.\w+)?)?'", str(output.get("evalue", "")))
+               for output in cell.get("outputs", []))
 
 
 def kernel_text(outputs: list) -> list[NotebookNode]:

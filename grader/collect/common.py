@@ -15,16 +15,21 @@ import torch
 from torch import nn
 
 from aelib.checkpoints import CheckpointError, load_model
-from aelib.data import load_mnist
+from aelib.data import DatasetNotFoundError, load_mnist
 from grader.collect.layout import GRADING_DIR, INPUTS_FILE, collected_relative
 from grader.collect.record import encode
 
 SEED_ENV = "AECOURSE_GRADING_SEED"     # for running hidden tests outside nbgrader (tests, a maintainer)
 ERROR_KEY = "collection_error"         # what `store` writes when the student's code raised
+FAULT_KEY = "grading_fault"            # what `store` writes when the grading side failed in the kernel
 
 
 class CollectionFailed(Exception):
     """Raised by collectors with a message for the student when the student's code cannot be collected from."""
+
+
+class GraderSideError(Exception):
+    """The grading side failed where it ran (course data or grading inputs missing), not the student: no score, a retry."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ def grading_inputs(folder: Path | None = None) -> Inputs:
         return Inputs(int(json.loads(path.read_text())["seed"]))
     if os.environ.get(SEED_ENV):
         return Inputs(int(os.environ[SEED_ENV]))
-    raise CollectionFailed("No grading inputs were handed to this kernel: hidden tests run only under autograde.")
+    raise GraderSideError("No grading inputs were handed to this kernel: hidden tests run only under autograde.")
 
 
 def collected_path(grade_id: str, folder: Path | None = None) -> Path:
@@ -87,6 +92,8 @@ def store(grade_id: str, collector: Callable, *student_objects: Any) -> None:
     with quiet(), single_thread():
         try:
             data = collector(grading_inputs(), *student_objects)
+        except GraderSideError as error:
+            data = {FAULT_KEY: str(error)[:2000]}
         except (CollectionFailed, AssertionError) as error:
             data = {ERROR_KEY: str(error)}
         except Exception as error:  # the student's code raised: the judge reports it
@@ -170,8 +177,11 @@ def sampled_codes(model: nn.Module, decode: str, images: torch.Tensor, train: bo
 
 
 def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels of the course's train or test split."""
-    return load_mnist(name)
+    """Images and labels of the course's train or test split (never downloaded while grading)."""
+    try:
+        return load_mnist(name, download=False)
+    except (DatasetNotFoundError, ValueError, OSError) as error:
+        raise GraderSideError(f"the course's MNIST files could not be read where this grading ran: {error}") from None
 
 
 def grading_device() -> torch.device:

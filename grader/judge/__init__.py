@@ -13,6 +13,7 @@ from typing import Callable
 
 from typing import TYPE_CHECKING
 
+from grader.faults import GradingFault
 from grader.judge.carry import Verdict
 
 if TYPE_CHECKING:  # judging imports torch; grader.judge.isolated's parent side (nbgrader's process) must not
@@ -36,8 +37,6 @@ def judge_notebook(notebook: str, grade_ids: list[str], folder: Path, inputs: In
     verdicts = {}
     for grade_id in grade_ids:
         if grade_id not in judges:
-            verdicts[grade_id] = Verdict(False, f"The grader has no judge for cell {grade_id!r} of {notebook}: "
-                                                "tell the course staff.")
-        else:
-            verdicts[grade_id] = judge_cell(judges[grade_id], grade_id, folder, inputs)
+            raise GradingFault(f"the grader has no judge for cell {grade_id!r} of {notebook}")
+        verdicts[grade_id] = judge_cell(judges[grade_id], grade_id, folder, inputs)
     return verdicts

@@ -14,8 +14,9 @@ from typing import Any, Callable
 import torch
 
 from grader.judge.carry import NO_RESULTS, Verdict, carry_out  # noqa: F401 (judges and tests import them from here)
-from grader.collect.common import ERROR_KEY, SAMPLING_COPIES, Inputs, quiet, single_thread
+from grader.collect.common import ERROR_KEY, FAULT_KEY, SAMPLING_COPIES, Inputs, quiet, single_thread
 from grader.collect.record import RecordError, decode
+from grader.faults import GradingFault
 from grader.reference import Figure
 
 # The fully connected 784-128-32-128-784 autoencoder that 1_ae (compression, sparse) and 2_dae (denoiser) share.
@@ -33,24 +34,42 @@ def load_collected(carried: bytes | str) -> Any:
 
 
 def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> Verdict:
-    """Run `judge` on one cell's carried-out collection; any problem is a failed verdict."""
+    """Run `judge` on one cell's carried-out collection: a verdict for the student's doing, GradingFault for ours.
+
+    The student's doing: a failed check (AssertionError), a collection missing, unreadable, over a cap or
+    holding the error their code raised, and judging that runs out of memory. The grading side's: a fault
+    the kernel recorded (course data missing there) and any other exception of the judge.
+    """
     with quiet(), single_thread(), torch.no_grad():
         try:
             data = load_collected(carried)
+            if isinstance(data, dict) and FAULT_KEY in data:
+                raise GradingFault(f"in the grading kernel: {str(data[FAULT_KEY])[:500]}")
             if isinstance(data, dict) and ERROR_KEY in data:
                 raise AssertionError(str(data[ERROR_KEY])[:2000])
             if not isinstance(data, dict):
                 raise AssertionError("The results collected for this cell are not in the expected form.")
-            judge(data, inputs)
+            judge(Collected(data), inputs)
         except AssertionError as error:
             return Verdict(False, str(error) or "A hidden test failed.")
         except MemoryError:
             return Verdict(False, "Judging this cell ran out of memory (the judge's memory limit): the results "
                                   "collected for it are too large to judge; they earn no points.")
-        except Exception as error:  # malformed data: a failed cell, never a crash of the batch
-            return Verdict(False, "The results collected for this cell are malformed "
-                                  f"({type(error).__name__}: {str(error)[:300]}); they earn no points.")
+        except GradingFault:
+            raise
+        except Exception as error:
+            raise GradingFault(f"the judge {getattr(judge, '__name__', judge)} raised {type(error).__name__}: "
+                               f"{str(error)[:500]}") from error
     return Verdict(True, "Hidden tests passed.")
+
+
+class Collected(dict):
+    """A collection as judges read it: a key the collector should have stored but did not fails the cell."""
+
+    def __getitem__(self, key):
+        if key not in self:
+            raise AssertionError(f"The results collected for this cell lack {key!r}: they earn no points.")
+        return super().__getitem__(key)
 
 
 def judge_cell(judge: Callable, grade_id: str, folder: Path, inputs: Inputs) -> Verdict:

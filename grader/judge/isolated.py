@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from grader.faults import GradingFault
 from grader.judge.carry import Verdict
 
 MARK, DONE = "AECOURSE-VERDICT ", "AECOURSE-DONE"
@@ -36,15 +37,12 @@ class JudgeLimits:
     wall_seconds: int = 600
 
 
-class GradingFault(RuntimeError):
-    """The judging machinery failed on its own (not a limit a collection hit): no score may be recorded."""
-
-
 class JudgeProcess:
     """A child process that judges requests one at a time under the limits it was started with."""
 
     def __init__(self, limits: JudgeLimits):
         self.limits = limits
+        self.faults: dict[str, str] = {}  # grade_id: the grading fault that kept it from a verdict
         command = ["prlimit", f"--as={limits.memory_bytes}", "--core=0", "--", sys.executable, "-m",
                    "grader.judge.isolated", str(limits.cpu_seconds)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -56,7 +54,8 @@ class JudgeProcess:
 
     def judge(self, notebook: str, carried: dict[str, bytes | str], seed: int,
               seconds: float) -> tuple[dict[str, Verdict], str]:
-        """Verdicts the child gave for `carried`, and which limit stopped it (empty when it finished)."""
+        """Verdicts the child gave for `carried`, and which limit stopped it (empty when it finished); the cells
+        it could not judge through the grading side's fault are in `self.faults`."""
         request = pickle.dumps({"notebook": notebook, "carried": carried, "seed": seed})
         try:
             self.process.stdin.write(struct.pack("<Q", len(request)) + request)
@@ -79,7 +78,10 @@ class JudgeProcess:
                     return verdicts, ""
                 if line.startswith(MARK):
                     entry = json.loads(line[len(MARK):])
-                    verdicts[entry["grade_id"]] = Verdict(bool(entry["passed"]), str(entry["message"]))
+                    if entry.get("fault"):
+                        self.faults[entry["grade_id"]] = str(entry["fault"])
+                    else:
+                        verdicts[entry["grade_id"]] = Verdict(bool(entry["passed"]), str(entry["message"]))
 
     def stop_reason(self) -> str:
         """The limit that ended the child, in words; GradingFault when it ended for another reason."""
@@ -114,9 +116,11 @@ def prestart(limits: JudgeLimits = JudgeLimits()) -> None:
 
 def judge_isolated(notebook: str, carried: dict[str, bytes | str], seed: int,
                    limits: JudgeLimits = JudgeLimits()) -> dict[str, Verdict]:
-    """Verdicts for the cells of `notebook` from their carried-out collections, judged in bounded child processes."""
+    """Verdicts for the cells of `notebook` from their carried-out collections, judged in bounded child processes;
+    GradingFault naming every cell the grading side failed to judge."""
     deadline = time.monotonic() + limits.wall_seconds
     verdicts: dict[str, Verdict] = {}
+    faults: dict[str, str] = {}
     pending = list(carried)
     while pending:
         left = deadline - time.monotonic()
@@ -125,11 +129,15 @@ def judge_isolated(notebook: str, carried: dict[str, bytes | str], seed: int,
             verdicts.update({g: limit_verdict(message) for g in pending})
             break
         prestart(limits)
+        _CHILD.faults = {}
         decided, breach = _CHILD.judge(notebook, {g: carried[g] for g in pending}, seed, left)
         verdicts.update(decided)
-        pending = [g for g in pending if g not in verdicts]
+        faults.update(_CHILD.faults)
+        pending = [g for g in pending if g not in verdicts and g not in faults]
         if pending:  # the child stopped while judging the first pending cell
             verdicts[pending.pop(0)] = limit_verdict(breach)
+    if faults:
+        raise GradingFault("; ".join(f"{grade_id}: {cause}" for grade_id, cause in faults.items()))
     return verdicts
 
 
@@ -158,11 +166,14 @@ def serve(cpu_seconds: int) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))  # this notebook's
         judges, inputs = judges_of(request["notebook"]), Inputs(int(request["seed"]))
         for grade_id, carried in request["carried"].items():
-            if grade_id in judges:
+            try:
+                if grade_id not in judges:
+                    raise GradingFault(f"the grader has no judge for cell {grade_id!r} of {request['notebook']}")
                 verdict = judge_collection(judges[grade_id], carried, inputs)
-            else:
-                verdict = Verdict(False, f"The grader has no judge for cell {grade_id!r} of {request['notebook']}: "
-                                         "tell the course staff.")
+            except GradingFault as fault:
+                out.write(MARK + json.dumps({"grade_id": grade_id, "fault": str(fault)}) + "\n")
+                out.flush()
+                continue
             if verdict.message.startswith(OUT_OF_MEMORY):
                 os._exit(MEMORY_EXIT)  # a fresh child judges the next cells with all its memory
             out.write(MARK + json.dumps({"grade_id": grade_id, "passed": verdict.passed,

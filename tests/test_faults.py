@@ -1,0 +1,173 @@
+"""Grading faults are errors, never scores (grader/faults.py): each is triggered for real, leaves the student
+without a score, is listed, makes `aecourse autograde` exit non-zero, and the next run grades the student again.
+Everything that decides a grade travels with the task (grader/settings.py) and a change of it regrades."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader import cli, parallel, pipeline, submissions
+from grader.collect.common import FAULT_KEY, Inputs, split, store
+from grader.collect.layout import collected_relative
+from grader.collect.record import encode
+from grader.faults import GradingFault
+from grader.judge.carry import carry_out
+from grader.judge.common import judge_collection
+from grader.preprocessors import grader_missing
+
+NOTEBOOK = "4_tsne"
+FULL = 12.0
+INPUTS = Inputs(7)
+
+
+def passes(data, inputs):
+    """A judge that checks one value."""
+    assert data["value"] == 1, "value should be 1"
+
+
+def test_a_judge_that_raises_is_a_grading_fault_and_a_failed_check_is_not():
+    def buggy(data, inputs):
+        return data["value"] / 0
+
+    with pytest.raises(GradingFault, match="buggy raised ZeroDivisionError"):
+        judge_collection(buggy, encode({"value": 1}), INPUTS)
+    assert judge_collection(passes, encode({"value": 1}), INPUTS).passed
+    failed = judge_collection(passes, encode({"value": 2}), INPUTS)
+    assert not failed.passed and failed.message.startswith("value should be 1")
+    missing = judge_collection(passes, encode({"other": 1}), INPUTS)  # a collection without its key: the student's
+    assert not missing.passed and "lack 'value'" in missing.message
+    with pytest.raises(GradingFault, match="in the grading kernel: no data"):
+        judge_collection(passes, encode({FAULT_KEY: "no data"}), INPUTS)
+
+
+def test_a_kernel_without_the_course_data_collects_a_fault(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTOENCODERS_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("AECOURSE_GRADING_SEED", "7")
+
+    def collector(inputs, model):
+        return {"images": split("test")[0][:2]}
+
+    store("test_x", collector, torch.nn.Identity())
+    carried = carry_out(tmp_path, "test_x")
+    assert isinstance(carried, bytes)
+    with pytest.raises(GradingFault, match="MNIST files could not be read"):
+        judge_collection(passes, carried, INPUTS)
+
+
+def test_only_a_failed_import_of_the_grader_itself_reads_as_grader_missing():
+    def cell(evalue):
+        return {"cell_type": "code", "outputs": [{"output_type": "error", "ename": "ModuleNotFoundError",
+                                                  "evalue": evalue}]}
+    assert grader_missing(cell("No module named 'grader'"))
+    assert grader_missing(cell("No module named 'grader.collect.tsne'"))
+    assert not grader_missing(cell("No module named 'grader.judge'"))  # a student reaching for the judges
+    assert not grader_missing(cell("No module named 'sklearn'"))
+
+
+@pytest.fixture(scope="module")
+def faulty_course(tmp_path_factory) -> Path:
+    """A course whose students all hand in the reference 4_tsne (12/12 when grading works)."""
+    root = pipeline.prepare_course(tmp_path_factory.mktemp("faults"))
+    (root / ".aecourse_secret").write_text("fault-test-secret")
+    pipeline.generate_release(root)
+    reference = pipeline.train_reference(NOTEBOOK)
+    for student in ("judged", "unimportable", "far"):
+        submissions.submit_reference(root, student, NOTEBOOK, reference)
+    return root
+
+
+def test_a_kernel_that_cannot_import_the_grader_is_a_fault_not_a_score(faulty_course):
+    # A stale `python3` kernelspec on the TA's machine, pointing at a Python environment that has ipykernel and
+    # torch but not the course package (here: this environment's site-packages without their .pth files, where
+    # the editable install of the course lives). Only the kernel is affected; nbgrader's process is not.
+    import site
+
+    specs = Path(tempfile.mkdtemp(prefix="aecourse-kernelspec-"))
+    try:
+        spec = specs / "kernels" / "python3"
+        spec.mkdir(parents=True)
+        start = (f"import sys; sys.path += {site.getsitepackages()!r}; "
+                 "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-S", "-c", start, "-f", "{connection_file}"],
+            "display_name": "Python 3 (ipykernel)", "language": "python"}))
+        report = pipeline.autograde(faulty_course, "unimportable", environment={"JUPYTER_PATH": str(specs)})
+    finally:
+        shutil.rmtree(specs)
+    assert "could not import the grader" in report.fault, report.error[-2000:]
+    assert report.scores == {} and pipeline.read_scores(faulty_course, "unimportable") == {}
+
+
+def test_a_failing_judge_process_is_listed_retried_and_never_scored(faulty_course, capsys):
+    # 300 MB of address space: the judge's child process cannot even import torch and dies.
+    starved = {"judged": {"options": ("--JudgeCollected.judge_memory_limit=300000000",)}}
+    run = parallel.grade_class(faulty_course, ["judged"], workers=1, settings=starved, progress=False)
+    [report] = run.faults
+    assert "judge's process failed" in report.fault and report.scores == {}
+    assert pipeline.read_scores(faulty_course, "judged") == {}
+    dry = parallel.grade_class(faulty_course, ["judged"], dry_run=True)
+    assert "failed on the grading side" in dry.reasons["judged"]
+    again = parallel.grade_class(faulty_course, ["judged"], workers=1, progress=False)  # unchanged, yet regraded
+    assert not again.faults and again.reports[0].total() == FULL
+    assert parallel.grade_class(faulty_course, ["judged"], dry_run=True).reasons == {}
+    # What decides a grade is in the record: another data setting or a changed course configuration regrades.
+    data = Path(tempfile.mkdtemp(prefix="aecourse-data-"))
+    try:
+        shutil.copytree(pipeline.grading_env()["AUTOENCODERS_DATA_DIR"], data, dirs_exist_ok=True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AUTOENCODERS_DATA_DIR", str(data))
+            reason = parallel.grade_class(faulty_course, ["judged"], dry_run=True).reasons["judged"]
+        assert reason == "graded under other settings: $AUTOENCODERS_DATA_DIR"
+    finally:
+        shutil.rmtree(data)
+    config = faulty_course / "nbgrader_config.py"
+    config.write_text(config.read_text() + "\nc.Execute.timeout = 301\n")
+    reason = parallel.grade_class(faulty_course, ["judged"], dry_run=True).reasons["judged"]
+    assert reason == "graded under other settings: the grader or the course's sources"
+    assert cli.main(["autograde", "judged", "--course", str(faulty_course), "--dry-run"]) == 0
+    assert "judged: graded under other settings" in capsys.readouterr().out
+
+
+def test_a_worker_without_the_data_grades_nobody_and_the_command_fails(faulty_course, tmp_path):
+    """A real `dask scheduler` and a `dask worker` that cannot see the data folder (a tmpfs over it)."""
+    if not shutil.which("bwrap"):
+        pytest.fail("bubblewrap is needed to hide the data folder from a worker (apt-get install bubblewrap)")
+    data = Path(pipeline.grading_env()["AUTOENCODERS_DATA_DIR"]).resolve()
+    dask = str(Path(sys.executable).parent / "dask")
+    address_file = tmp_path / "scheduler.json"
+    env = pipeline.grading_env()
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                  "--scheduler-file", str(address_file)], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(300):
+            if address_file.exists() and address_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        address = json.loads(address_file.read_text())["address"]
+        worker = subprocess.Popen(["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(data), "--", dask, "worker",
+                                   address, "--nthreads", "1", "--no-dashboard"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = [str(Path(sys.executable).parent / "aecourse"), "autograde", "far", "--course", str(faulty_course),
+                   "--scheduler", address]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "GRADING FAULTS: 1 student(s)" in result.stdout and f"no MNIST files in {data}" in result.stdout, result.stdout
+    assert "(grading fault: not graded)" in result.stdout
+    assert pipeline.read_scores(faulty_course, "far") == {}
+    assert parallel.grade_class(faulty_course, ["far"], workers=1, progress=False).reports[0].total() == FULL
