@@ -6,9 +6,11 @@
 
 Each task runs `nbgrader autograde` for one student in its own process (`pipeline.autograde`), with
 the sandbox and limits of grader/sandbox.py, so a crash, a timeout or a lost worker costs only that
-student: a task whose nbgrader process or worker died is retried once, then reported as an error.
-What was graded, from which submission, is kept in `grading_record.json`; a rerun skips students
-whose submission and assignment have not changed since their last grade (`force=True` regrades).
+student: a task whose nbgrader process or worker died is retried once, then reported as a grading
+fault (grader/faults.py: no score, retried by the next run). Each task carries the client's grading
+settings (grader/settings.py); a worker that cannot match them grades nobody. What was graded, from
+which submission, under which settings, is kept in `grading_record.json`; a rerun grades only students
+whose grade could change (`force=True` regrades all; `dry_run=True` only says who and why).
 Before anything reads a submission, every student id is validated and every submission checked
 (grader/submitted.py): a student with an invalid id, or with a link, a FIFO, a device, a hard link or
 an oversized file in the submission, is not graded but reported with the reason; nothing of theirs is
@@ -289,13 +291,14 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
                        for student in todo}
             bar = tqdm(total=len(todo), unit="student", desc="autograde", disable=not progress, file=sys.stderr)
             for future in as_completed(futures):
-                student = futures[future]
+                student = futures.pop(future)
                 try:
                     report = future.result()
                 except Exception as error:  # the task failed twice (e.g. its worker was lost both times)
                     fault = f"the grading task failed: {type(error).__name__}: {str(error)[:500]}"
                     pipeline.remove_submission(root, student, url)
                     report = GradeReport(student, error=fault, fault=fault)
+                future.release()  # the scheduler forgets the result: a worker lost later cannot make it grade again
                 done[student] = report
                 record.note(report, digests[student], url, wanted)
                 bar.update()

@@ -115,7 +115,7 @@ def test_autograde_lists_rejected_submissions_and_what_to_do(tmp_path, monkeypat
                 Client(cluster) as client:
             yield client
 
-    def grade_student(root: str, student: str, options: dict) -> pipeline.GradeReport:
+    def grade_student(root: str, student: str, options: dict, wanted) -> pipeline.GradeReport:
         (tmp_path / "graded.txt").open("a").write(f"{student}\n")  # a file: the task may run on a copy of this test
         return pipeline.GradeReport(student, {"1_ae": {"test_encoder": 1.0}})
 
