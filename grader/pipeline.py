@@ -73,7 +73,7 @@ def grading_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run one nbgrader command in the course directory `root`, capturing its log."""
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=grading_env(),
+    result = subprocess.run([sys.executable, "-m", "grader.nbgrader_cli", *args], cwd=root, env=grading_env(),
                             capture_output=True, text=True)
     if check and result.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -303,7 +303,7 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
     student without a score in the gradebook and is named in `fault`.
     """
     started = time.time()
-    command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--student", student, "--force",
+    command = [sys.executable, "-m", "grader.nbgrader_cli", "autograde", ASSIGNMENT, "--student", student, "--force",
                f"--SandboxedExecute.submission_timeout={int(timeout)}", *options]
     if db_url:
         command.append(f"--CourseDirectory.db_url={db_url}")
