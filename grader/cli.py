@@ -194,6 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("[3/5] preparing demo submissions in submitted/")
     students = ["reference", "blank"]
     submitted = {"reference": set(references), "blank": set(references)}
+    declared: dict[str, tuple[str, frozenset[str]]] = {}  # each wrong student's notebook and the cells it must lose
     for index, (name, reference) in enumerate(references.items()):
         submissions.submit_reference(root, "reference", name, reference, fresh=index == 0)
         submissions.submit_blank(root, "blank", name, fresh=index == 0)
@@ -204,6 +205,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             submissions.submit_variant(root, student, variants[variant_name], reference)
             students.append(student)
             submitted[student] = {name}
+            declared[student] = (name, variants[variant_name].fails)
     print(f"[4/5] autograding (nbgrader autograde, Dask tasks on {args.workers or os.cpu_count()} worker(s))")
     run = parallel.grade_class(root, students, workers=args.workers, force=True)
     reports = run.reports
@@ -221,9 +223,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(pipeline.score_table(reports, max_points(names), submitted))
     print(f"\ndemo finished in {time.time() - started:.0f} s")
     expected_full = {"reference": True, "blank": False}
-    wrong = [r.student for r in reports if expected_full.get(r.student) is not None
+    wrong = [f"{r.student}: {'full marks' if expected_full[r.student] else 'not full marks'} expected"
+             for r in reports if expected_full.get(r.student) is not None
              and (r.total() == sum(max_points(names).values())) != expected_full[r.student]]
+    for report in reports:
+        if report.student in declared:
+            name, fails = declared[report.student]
+            lost = {cell for cell, points in notebook_points(name).items()
+                    if points > 0 and report.scores.get(name, {}).get(cell, 0.0) < points}
+            if lost != set(fails):
+                wrong.append(f"{report.student}: lost {sorted(lost)}, declared to lose {sorted(fails)}")
+    if wrong:
+        print("\nDEMO MISMATCH: these scores differ from what the submissions must get:\n  " + "\n  ".join(wrong))
+    else:
+        print("every demo student got the score declared for it")
     return 1 if wrong else 0
+
+
+def notebook_points(name: str) -> dict[str, float]:
+    """Points of each grade cell of notebook `name`."""
+    return notebooks.points(notebooks.read(pipeline.SOURCE / f"{name}.ipynb"))
 
 
 def cmd_validity(args: argparse.Namespace) -> int:

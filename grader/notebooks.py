@@ -13,6 +13,8 @@ the numbers in, so the text and the grader cannot disagree.
 """
 from __future__ import annotations
 
+import os
+
 import re
 from pathlib import Path
 
@@ -90,11 +92,19 @@ def source_files(assignment_dir: Path) -> list[Path]:
 
 
 def build_sources(assignment_dir: Path) -> list[Path]:
-    """Write each percent source's nbgrader notebook beside it; return the notebooks written."""
+    """Write each percent source's nbgrader notebook beside it; return the notebooks built.
+
+    A notebook is rewritten only when it changes, through a temporary file renamed over it: a process
+    reading it meanwhile (a parallel test, a grading run) sees the old or the new file, never half of one.
+    """
     written = []
     for py_path in source_files(assignment_dir):
         target = py_path.with_suffix(".ipynb")
-        target.write_text(serialise(build_notebook(py_path)))
+        text = serialise(build_notebook(py_path))
+        if not target.exists() or target.read_text() != text:
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            temporary.write_text(text)
+            temporary.replace(target)
         written.append(target)
     return written
 

@@ -276,7 +276,7 @@ def api_outputs(generator: torch.Generator) -> dict:
     default = torch.randn(n, 2, generator=generator)
     return {"initial": torch.randn(n, 2, generator=generator), "default_perplexity": default,
             "perplexity_30": default.clone(), "callback_returned": maps[-1].clone(),
-            "callback_calls": [[step, Y, 1.5] for step, Y in enumerate(maps, start=1)]}
+            "callback_calls": [[step, Y, 1.5] for step, Y in enumerate(maps, start=1)], "helpers": {}}
 
 
 def test_random_maps_fail_the_tsne_judge():

@@ -6,8 +6,10 @@ ones with the helpers below. The t-SNE runs are small (300 images, 300 iteration
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -229,14 +231,51 @@ def tsne_runs(inputs: Inputs) -> dict[str, tuple[int, dict, int]]:
     }
 
 
+# The functions tsne builds on, by their names in the notebook, with the collector of each one's own hidden test
+# and the key of that collection holding its results on the secret cases.
+HELPERS = {"pairwise_squared_distances": (collect_pairwise_distances, "cases"),
+           "symmetric_gauss_neighbour_probability": (collect_gauss_p, "cases"),
+           "find_sigmas": (collect_find_sigmas, "cases"),
+           "symmetric_student_t_neighbour_probability": (collect_student_t_q, "cases"),
+           "kl_divergence": (collect_kl, "values")}
+
+
+@contextlib.contextmanager
+def recording_helpers(function: Callable, used: set[str]) -> Iterator[None]:
+    """While inside, note in `used` which of the notebook's t-SNE helpers `function` calls (through its globals)."""
+    space = getattr(function, "__globals__", {})
+    saved = {name: space[name] for name in HELPERS if callable(space.get(name))}
+
+    def recorded(name: str, helper: Callable) -> Callable:
+        @functools.wraps(helper)
+        def wrapper(*args, **kwargs):
+            used.add(name)
+            return helper(*args, **kwargs)
+        return wrapper
+
+    space.update({name: recorded(name, helper) for name, helper in saved.items()})
+    try:
+        yield
+    finally:
+        space.update(saved)
+
+
+def helper_results(function: Callable, used: set[str], inputs: Inputs) -> dict:
+    """The results of each helper `function` used on that helper's own secret cases (what its own test judges)."""
+    space = getattr(function, "__globals__", {})
+    return {name: collector(inputs, space[name])[key] for name, (collector, key) in HELPERS.items() if name in used}
+
+
 def collect_tsne(inputs: Inputs, tsne: Callable) -> dict:
-    """Maps of the secret test images, made with the student's own helpers: short and full runs, and the API."""
+    """Maps of the secret test images, made with the student's own helpers: short and full runs, and the API;
+    and the results of the helpers tsne used, on their own tests' cases."""
     X = tsne_images(inputs)[0].to(grading_device())
-    out = {}
-    for key, (n_iter, settings, seed) in tsne_runs(inputs).items():
-        arguments = {name: value for name, value in settings.items() if name in ("sigma", "perplexity")}
-        out[key] = as_plain(call_building_on(tsne, X.clone(), n_iter, settings["learning_rate"],
-                                             optimizer=settings["optimizer"], seed=seed, **arguments))
+    out, used = {}, set()
+    with recording_helpers(tsne, used):
+        for key, (n_iter, settings, seed) in tsne_runs(inputs).items():
+            arguments = {name: value for name, value in settings.items() if name in ("sigma", "perplexity")}
+            out[key] = as_plain(call_building_on(tsne, X.clone(), n_iter, settings["learning_rate"],
+                                                 optimizer=settings["optimizer"], seed=seed, **arguments))
     few, seed = X[:API_POINTS].clone(), tsne_seed(inputs)
     out["initial"] = as_plain(call_building_on(tsne, few.clone(), 0, SGD["learning_rate"], sigma=SGD["sigma"], seed=seed))
     out["default_perplexity"] = as_plain(call_building_on(tsne, few.clone(), API_ITERATIONS, ADAM["learning_rate"],
@@ -250,4 +289,5 @@ def collect_tsne(inputs: Inputs, tsne: Callable) -> dict:
     out["callback_returned"] = as_plain(returned)
     out["callback_calls"] = [[a if type(a) in (int, float, bool) or isinstance(a, torch.Tensor) else type(a).__name__
                               for a in arguments] for arguments in calls[:API_ITERATIONS + 5]]
+    out["helpers"] = helper_results(tsne, used, inputs)
     return out

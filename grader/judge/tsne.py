@@ -18,6 +18,7 @@ from grader.reference import TSNE as FIGURES
 
 DEFAULT_PERPLEXITY = 30.0
 PERPLEXITY_TOLERANCE = 0.01  # relative; the notebook asks for a much tighter bisection
+KL_DROP = 0.9  # the KL of the final map is below this fraction of the KL after EARLY_ITERATIONS
 VECTORISED_GROWTH = 2.0  # a loop over points makes the operation count grow with N; vectorised code does not
 
 # --- the reference implementation -----------------------------------------------------------------
@@ -172,8 +173,14 @@ def _judge_joint(M: torch.Tensor, name: str, what: str) -> None:
 
 def judge_pairwise_distances(out: dict, inputs: Inputs) -> None:
     """Shapes, values against ||x_i - x_j||^2, symmetry, zero diagonal, and no loop over points."""
+    _distance_values(out.get("cases"), inputs)
+    _judge_vectorised(out.get("calls"), "pairwise_squared_distances")
+
+
+def _distance_values(cases: Any, inputs: Inputs) -> None:
+    """The distances on every secret case are ||x_i - x_j||^2."""
     inputs_of_cases = collect.distance_inputs(inputs)
-    cases = _require_cases(out.get("cases"), len(inputs_of_cases), "pairwise_squared_distances")
+    cases = _require_cases(cases, len(inputs_of_cases), "pairwise_squared_distances")
     for X, D in zip(inputs_of_cases, cases):
         n = len(X)
         D = require_tensor(D, f"pairwise_squared_distances of an input of shape {tuple(X.shape)}", (n, n))
@@ -185,13 +192,17 @@ def judge_pairwise_distances(out: dict, inputs: Inputs) -> None:
             f"to {worst:.4g}. D[i, j] is the squared Euclidean distance (no square root) between rows i and j.")
         assert float(D.diagonal().abs().max()) <= atol, "The diagonal of the distances should be 0 (clamp rounding)."
         assert float(D.min()) >= -atol, "Squared distances cannot be negative: clamp rounding errors at 0."
-    _judge_vectorised(out.get("calls"), "pairwise_squared_distances")
 
 
 def judge_gauss_p(out: dict, inputs: Inputs) -> None:
     """P is a symmetric joint distribution with zero diagonal and matches the formula."""
+    _gauss_values(out.get("cases"), inputs)
+
+
+def _gauss_values(cases: Any, inputs: Inputs) -> None:
+    """P on every secret case is a symmetric joint distribution with zero diagonal matching the formula."""
     inputs_of_cases = collect.gauss_inputs(inputs)
-    cases = _require_cases(out.get("cases"), len(inputs_of_cases), "symmetric_gauss_neighbour_probability")
+    cases = _require_cases(cases, len(inputs_of_cases), "symmetric_gauss_neighbour_probability")
     for (X, sigma, what), P in zip(inputs_of_cases, cases):
         n = len(X)
         P = require_tensor(P, f"symmetric_gauss_neighbour_probability for {what}", (n, n))
@@ -209,9 +220,15 @@ def judge_gauss_p(out: dict, inputs: Inputs) -> None:
 
 
 def judge_find_sigmas(out: dict, inputs: Inputs) -> None:
-    """One positive sigma per point, each giving its point the target perplexity."""
+    """One positive sigma per point, each giving its point the target perplexity; no loop over points."""
+    _sigma_values(out.get("cases"), inputs)
+    _judge_vectorised(out.get("calls"), "find_sigmas")
+
+
+def _sigma_values(cases: Any, inputs: Inputs) -> None:
+    """One positive sigma per point on every secret case, each giving its point the target perplexity."""
     inputs_of_cases = collect.sigma_inputs(inputs)
-    cases = _require_cases(out.get("cases"), len(inputs_of_cases), "find_sigmas")
+    cases = _require_cases(cases, len(inputs_of_cases), "find_sigmas")
     for (X, perplexity), sigmas in zip(inputs_of_cases, cases):
         target = DEFAULT_PERPLEXITY if perplexity is None else perplexity
         how = "find_sigmas(X)" if perplexity is None else f"find_sigmas(X, perplexity={target:g})"
@@ -227,13 +244,18 @@ def judge_find_sigmas(out: dict, inputs: Inputs) -> None:
             f"{PERPLEXITY_TOLERANCE:.0%} (point {worst}: sigma {float(sigmas[worst]):.4g} gives perplexity "
             f"{float(reached[worst]):.4g}). Each point needs its own sigma_i: bisect every sigma_i until "
             "2^H(P_i) equals the perplexity" + (" (the default perplexity is 30)." if perplexity is None else "."))
-    _judge_vectorised(out.get("calls"), "find_sigmas")
 
 
 def judge_student_t_q(out: dict, inputs: Inputs) -> None:
     """Q is a symmetric joint distribution with zero diagonal, matches the formula and is differentiable."""
+    _q_values(out.get("cases"), inputs)
+    _judge_q_gradient(out.get("gradient"), inputs)
+
+
+def _q_values(cases: Any, inputs: Inputs) -> None:
+    """Q on every secret map is a symmetric joint distribution with zero diagonal matching the formula."""
     maps = collect.map_inputs(inputs)
-    cases = _require_cases(out.get("cases"), len(maps), "symmetric_student_t_neighbour_probability")
+    cases = _require_cases(cases, len(maps), "symmetric_student_t_neighbour_probability")
     for Y, Q in zip(maps, cases):
         n = len(Y)
         what = f"a map of {n} points"
@@ -248,7 +270,10 @@ def judge_student_t_q(out: dict, inputs: Inputs) -> None:
             f"Q for {what} differs from the formula by up to {worst:.3g}. The Student-t kernel is "
             "(1 + ||y_i - y_j||^2)^-1 (not a Gaussian), and the normaliser is the sum of the kernel over all "
             "pairs k != l.")
-    gradient = out.get("gradient")
+
+
+def _judge_q_gradient(gradient: Any, inputs: Inputs) -> None:
+    """Gradients flow from Q back to the map."""
     Y, _ = collect.map_gradient_inputs(inputs)
     assert isinstance(gradient, torch.Tensor) and tuple(gradient.shape) == tuple(Y.shape) \
         and gradient.is_floating_point() and torch.isfinite(gradient).all() and gradient.abs().sum() > 0, (
@@ -268,16 +293,25 @@ def _kl_value(value: Any, what: str) -> float:
 
 def judge_kl(out: dict, inputs: Inputs) -> None:
     """The KL divergence matches its formula, is 0 for P == Q, finite with zeros in P; its gradient is right."""
+    _kl_values(out.get("values"), inputs)
+    _judge_kl_gradient(out.get("gradient"), inputs)
+
+
+def _kl_values(values: Any, inputs: Inputs) -> None:
+    """The KL divergence on every secret (P, Q) case matches its formula."""
     inputs_of_cases = collect.kl_inputs(inputs)
-    values = _require_cases(out.get("values"), len(inputs_of_cases), "kl_divergence")
+    values = _require_cases(values, len(inputs_of_cases), "kl_divergence")
     for (what, P, Q), value in zip(inputs_of_cases, values):
         value = _kl_value(value, what)
         expected = float(reference_kl(P.double(), Q.double()))
         assert close(value, expected, rtol=1e-4, atol=1e-5), (
             f"kl_divergence(P, Q) for {what} returned {value:.6g}, expected {expected:.6g} = "
             "sum over i != j of p_ij log(p_ij / q_ij) (P, the data, weighs the log-ratio).")
+
+
+def _judge_kl_gradient(gradient: Any, inputs: Inputs) -> None:
+    """The autograd gradient of the KL with respect to Q is -p_ij / q_ij."""
     P, Q = collect.kl_gradient_inputs(inputs)
-    gradient = out.get("gradient")
     assert isinstance(gradient, torch.Tensor) and tuple(gradient.shape) == tuple(Q.shape) \
         and gradient.is_floating_point(), (
         "kl_divergence should stay differentiable: autograd could not compute the gradient with respect to Q "
@@ -311,17 +345,18 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
         "tsne gave the same map for perplexity=30 and perplexity=5: when sigma is None, compute the sigmas with "
         "find_sigmas(X, perplexity).")
     _judge_tsne_api(out)
+    _judge_helpers(out.get("helpers"), inputs)
     runs = (("sgd", "gradient descent (learning rate 10, sigma 2.0)", reference_gauss_p(X.double(), 2.0)),
             ("adam", "Adam (learning rate 0.1, perplexity 30)",
              reference_gauss_p(X.double(), reference_find_sigmas(X.double(), 30.0))))
     for key, what, P in runs:
         early = map_figures(X, maps[f"early_{key}"], labels, P)
         final = map_figures(X, maps[key], labels, P)
-        assert final["kl"] < 0.9 * early["kl"], (
+        assert final["kl"] < KL_DROP * early["kl"], (
             f"With {what}, the KL divergence of your map went from {early['kl']:.3f} after "
             f"{collect.EARLY_ITERATIONS} iterations to {final['kl']:.3f} after {collect.TSNE_ITERATIONS}: it should "
-            "keep decreasing. Check the sign of the update, that the gradients are zeroed in every iteration, and "
-            "that the optimizer updates the map points.")
+            f"fall by at least {1 - KL_DROP:.0%} (below {KL_DROP * early['kl']:.3f}). Check the sign of the update, "
+            "that the gradients are zeroed in every iteration, and that the optimizer updates the map points.")
         for figure in ("trustworthiness", "1nn"):
             reference = FIGURES[f"check_{key}_{figure}"]
             name = "trustworthiness T(5)" if figure == "trustworthiness" else "leave-one-out 1-NN accuracy"
@@ -329,6 +364,21 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
                 f"With {what}, {collect.TSNE_ITERATIONS} iterations on {n} test images, your map reaches a {name} "
                 f"of {final[figure]:.3f}; it should be above {reference.threshold} (a reference solution reaches "
                 f"about {reference.reference}).")
+
+
+def _judge_helpers(helpers: Any, inputs: Inputs) -> None:
+    """Every helper tsne used gives right results on its own test's secret cases: a map made from a wrong helper
+    fails here, whatever the seed, instead of passing or failing the map's figures by chance."""
+    assert isinstance(helpers, dict) and set(helpers) <= set(HELPER_CHECKS), (
+        f"The results collected from the functions tsne uses are malformed ({describe(helpers)}).")
+    for name, results in helpers.items():
+        test, check = HELPER_CHECKS[name]
+        try:
+            check(results, inputs)
+        except AssertionError as error:
+            raise AssertionError(
+                f"Your tsne builds on your {name}, which gives wrong results ({test}, its own test, says: {error}) "
+                f"A map made from it cannot be right, so test_tsne passes once {name} passes {test}.") from None
 
 
 def _judge_tsne_api(out: dict) -> None:
@@ -359,6 +409,13 @@ def _judge_tsne_api(out: dict) -> None:
     assert torch.allclose(calls[-1][1].double(), returned.double(), atol=1e-6), (
         "The map given to the callback after the last update should be the map tsne returns.")
 
+
+# Each helper tsne may build on: its own test and the check of its results on that test's secret cases.
+HELPER_CHECKS = {"pairwise_squared_distances": ("test_pairwise_distances", _distance_values),
+                 "symmetric_gauss_neighbour_probability": ("test_gauss_p", _gauss_values),
+                 "find_sigmas": ("test_find_sigmas", _sigma_values),
+                 "symmetric_student_t_neighbour_probability": ("test_student_t_q", _q_values),
+                 "kl_divergence": ("test_kl", _kl_values)}
 
 JUDGES = {
     "test_pairwise_distances": judge_pairwise_distances,

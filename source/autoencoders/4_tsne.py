@@ -404,12 +404,14 @@ grader.collect.common.store("test_find_sigmas", grader.collect.tsne.collect_find
 # 5. Return the final map, detached from the graph.
 #
 # **Good:** the hidden test runs your `tsne`, with your own helper functions, on 300 test images
-# chosen at random, for 300 iterations from a seed it chooses.
+# chosen at random, for 300 iterations from a seed it chooses. A map is only as right as the functions
+# it is made from, so the test first checks every helper your `tsne` calls on that helper's own hidden
+# inputs: while one of them fails its own test, `test_tsne` fails too, with the helper's message.
 # With gradient descent (learning rate 10, `sigma=2.0`) the map should reach a trustworthiness
 # $T(5)$ above {{TSNE.check_sgd_trustworthiness.threshold:.2f}} and a leave-one-out 1-NN accuracy above {{TSNE.check_sgd_1nn.threshold:.2f}} (a reference solution: about {{TSNE.check_sgd_trustworthiness.reference:.2f}}
 # and {{TSNE.check_sgd_1nn.reference:.2f}}); with Adam (learning rate 0.1, `perplexity=30`) above {{TSNE.check_adam_trustworthiness.threshold:.2f}} and {{TSNE.check_adam_1nn.threshold:.2f}} (reference: about
-# {{TSNE.check_adam_trustworthiness.reference:.2f}} and {{TSNE.check_adam_1nn.reference:.2f}}). It also checks that the loss goes down, that the same seed gives the same map, and
-# that `seed`, `sigma` and `perplexity` change the result. (Trustworthiness and 1-NN accuracy are
+# {{TSNE.check_adam_trustworthiness.reference:.2f}} and {{TSNE.check_adam_1nn.reference:.2f}}). It also checks that the KL divergence falls by at least 10 % between iteration 20 and the
+# last one, that the same seed gives the same map, and that `seed`, `sigma` and `perplexity` change the result. (Trustworthiness and 1-NN accuracy are
 # explained before part 7.)
 
 # %% kind="solution" grade_id="tsne"
