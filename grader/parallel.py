@@ -165,11 +165,11 @@ def grade_student(root: str, student: str, options: dict, wanted: GradingSetting
         pipeline.remove_submission(Path(root), student, options.get("db_url"))
         fault = f"worker {socket.gethostname()} refused to grade: " + "; ".join(found)
         return GradeReport(student, error=fault, fault=fault)
+    environment = {name: wanted.environment.get(name) for name in grading_settings.DECIDING_VARIABLES}
     with student_lock(Path(root), student) as fd:
-        report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=wanted.environment, **options)
+        report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=environment, **options)
         if report.error and not report.scores and not report.fault:
-            report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=wanted.environment,
-                                        **options)
+            report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=environment, **options)
     return report
 
 

@@ -291,7 +291,7 @@ KILL_GRACE = 120          # beyond the deadline, nbgrader itself is killed
 
 def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, options: tuple[str, ...] = (),
               db_url: str | None = None, threads: int | None = None, pass_fds: tuple[int, ...] = (),
-              environment: dict[str, str] | None = None) -> GradeReport:
+              environment: dict[str, str | None] | None = None) -> GradeReport:
     """Autograde one student in its own nbgrader process, so one bad submission cannot stop the batch.
 
     The submission's kernels share a wall-clock deadline (`timeout` seconds); an nbgrader process still
@@ -299,7 +299,7 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
     Scores go to the gradebook `db_url` (default: the course's SQLite file). `threads`: torch threads of
     the kernels and the judges (default: every core; give cores // students graded at once).
     `environment`: variables that decide the grade (data directory, offline split, sandbox mode), given
-    by the caller rather than taken from this process. A grading fault (grader/faults.py) leaves the
+    by the caller rather than taken from this process (None: unset). A grading fault (grader/faults.py) leaves the
     student without a score in the gradebook and is named in `fault`.
     """
     started = time.time()
@@ -307,7 +307,13 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
                f"--SandboxedExecute.submission_timeout={int(timeout)}", *options]
     if db_url:
         command.append(f"--CourseDirectory.db_url={db_url}")
-    env = grading_env({**os.environ, **(environment or {})})
+    base = dict(os.environ)
+    for name, value in (environment or {}).items():  # None: unset here, whatever this process has
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = value
+    env = grading_env(base)
     if threads:  # N students at once on N cores: several torch processes on a core slow down tenfold
         command.append(f"--SandboxedKernelManager.threads={threads}")
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
