@@ -273,13 +273,14 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
                 record.note(report, None, url)  # not up to date: the next run checks the submission again
     if threads is None:
         threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
-    reasons = {s: "--force" if force else record.why_regrade(s, digests[s], wanted, url)
-                  or ("" if pipeline.read_scores(root, s, url) else "no score in the gradebook")
-               for s in students if s in digests}
+    reasons: dict[str, str] = {}
+    for student in (s for s in students if s in digests):
+        reasons[student] = "--force" if force else record.why_regrade(student, digests[student], wanted, url)
+        if not reasons[student]:  # up to date: kept, unless the gradebook lost the score
+            scores = pipeline.read_scores(root, student, url)
+            done[student] = GradeReport(student, scores, seconds=record.students[student].get("seconds", 0.0))
+            reasons[student] = "" if scores else "no score in the gradebook"
     todo = [s for s in students if reasons.get(s)]
-    for student in set(digests) - set(todo):
-        done[student] = GradeReport(student, pipeline.read_scores(root, student, url),
-                                    seconds=record.students[student].get("seconds", 0.0))
     if dry_run:
         return ClassRun([done.get(s, GradeReport(s)) for s in students], skipped=[s for s in digests if s not in todo],
                         rejected=[s for s in students if s not in digests], reasons={s: reasons[s] for s in todo})
