@@ -90,8 +90,12 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         print_errors(run)
         return 0
     print(f"autograding {len(students)} student(s) on {where}, gradebook {args.db or root / 'gradebook.db'}")
-    run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
-                               force=args.force, threads=args.threads, timeout=args.timeout)
+    try:
+        run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
+                                   force=args.force, threads=args.threads, timeout=args.timeout)
+    except parallel.GradingInterrupted as interrupt:
+        print_interrupted(interrupt.run)
+        return 130
     shown = [report for report in run.reports if submitted.is_valid_student_id(report.student)]
     print(pipeline.score_table(shown, max_points(), handed_in(root, run)))
     if run.skipped:
@@ -103,8 +107,32 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     csv = parallel.export_csv(root, Path(args.csv) if args.csv else root / "grades.csv", args.db)
     print(f"scores of every student in the gradebook, in nbgrader export's CSV format: {csv}")
     print_errors(run)
+    print_retries(run)
     print_faults(run)
     return 1 if run.faults else 0
+
+
+def print_interrupted(run: parallel.ClassRun) -> None:
+    """After Ctrl-C: who was graded and recorded, who was not, and how to resume."""
+    stopped = [report.student for report in run.interrupted]
+    graded = [report.student for report in run.reports
+              if not report.interrupted and report.student not in run.skipped + run.rejected]
+    print(f"\nINTERRUPTED: {len(graded)} student(s) graded and recorded before Ctrl-C"
+          + (f" ({', '.join(graded)})" if graded else "") + f"; {len(stopped)} not graded, their grading stopped "
+          f"(no score recorded for them): {', '.join(stopped)}. Every nbgrader process of this run was stopped.")
+    print("To resume, run the same `aecourse autograde` command again, without --force if you gave it: it grades "
+          "the students not graded yet and skips those graded above.")
+    print_retries(run)
+    print_faults(run)
+
+
+def print_retries(run: parallel.ClassRun) -> None:
+    """List the students graded again on another worker after a worker was lost."""
+    if not run.retried:
+        return
+    print(f"\nLOST WORKERS: {', '.join(run.lost_workers)}. Each student's task on them was started again:")
+    for student, lost in run.retried.items():
+        print(f"  {student}: its grading was lost with {', '.join(lost)}")
 
 
 def print_faults(run: parallel.ClassRun) -> None:

@@ -6,8 +6,13 @@
 
 Each task runs `nbgrader autograde` for one student in its own process (`pipeline.autograde`), with
 the sandbox and limits of grader/sandbox.py, so a crash, a timeout or a lost worker costs only that
-student: a task whose nbgrader process or worker died is retried once, then reported as a grading
-fault (grader/faults.py: no score, retried by the next run). Each task carries the client's grading
+student: a task whose nbgrader process died is retried once; a task whose worker was lost (nbgrader
+dies with it) is started once more, whatever the scheduler's `allowed-failures`, then reported as a
+grading fault (grader/faults.py: no score, retried by the next run). Reports are recorded as they
+arrive; the run's folder (`RunState`, shared by client and workers) makes a task started again
+after its student finished return that report instead of grading again, and no task grade once the
+command has returned. Ctrl-C stops every task's nbgrader and kernels, records the students already
+graded and raises `GradingInterrupted`; a rerun resumes. Each task carries the client's grading
 settings (grader/settings.py); a worker that cannot match them grades nobody. What was graded, from
 which submission, under which settings, is kept in `grading_record.json`; a rerun grades only students
 whose grade could change (`force=True` regrades all; `dry_run=True` only says who and why).
@@ -21,15 +26,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import os
+import shutil
+import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -110,6 +118,8 @@ class GradingRecord:
             return "graded into another gradebook"
         if entry.get("fault"):
             return f"the last grading failed on the grading side ({str(entry['fault'])[:200]})"
+        if entry.get("interrupted"):
+            return "its last grading was interrupted"
         if entry.get("error"):
             return "the last grading ended with an error"
         if entry.get("digest") != digest:
@@ -125,6 +135,7 @@ class GradingRecord:
         """Record one student's grading (`digest` None: rejected, not graded) and write the record at once."""
         self.students[report.student] = {
             "digest": digest, "gradebook": url_id(gradebook), "error": report.error, "fault": report.fault,
+            "interrupted": bool(report.interrupted),
             "settings": settings.digest() if settings else None,
             "seconds": round(report.seconds, 2) if digest is not None else None,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -157,19 +168,116 @@ def student_lock(root: Path, student: str) -> Iterator[int]:
         os.close(fd)
 
 
-def grade_student(root: str, student: str, options: dict, wanted: GradingSettings) -> GradeReport:
-    """Autograde one student (a Dask task) under the client's settings; an nbgrader process that died without
-    grading is retried once. A worker whose data or grader differ from the client's grades nobody."""
+@dataclass
+class RunState:
+    """One `grade_class` run, seen alike by the client and every worker (in the course folder, which they share).
+
+    `attempts/<student>.jsonl`: a line per start of the student's task, naming its worker;
+    `finished/<student>.json`: the report of the attempt that finished; `stop`: the client stopped the
+    run (Ctrl-C, or it returned). A task started again after its worker was lost grades only when no
+    attempt finished and fewer than `MAX_ATTEMPTS` started; once the run is stopped, none grades.
+    """
+    folder: Path
+
+    @classmethod
+    def new(cls, root: Path) -> "RunState":
+        """A fresh run of the course `root` (runs older than a week are removed)."""
+        runs = Path(root) / ".aecourse" / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        for old in runs.iterdir():
+            if old.is_dir() and not old.is_symlink() and time.time() - old.stat().st_mtime > 7 * 86400:
+                shutil.rmtree(old, ignore_errors=True)
+        folder = runs / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.time_ns() % 10**9}"
+        (folder / "attempts").mkdir(parents=True)
+        (folder / "finished").mkdir()
+        return cls(folder)
+
+    def stop(self) -> None:
+        """Tell every task of this run to stop grading."""
+        (self.folder / "stop").touch()
+
+    def stopped(self) -> bool:
+        """Whether the client stopped this run."""
+        return (self.folder / "stop").exists()
+
+    def attempts(self, student: str) -> list[str]:
+        """The workers the student's task was started on, in order."""
+        try:
+            return (self.folder / "attempts" / f"{student}.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def start(self, student: str, worker: str) -> None:
+        """Note that the student's task started on `worker`."""
+        with open(self.folder / "attempts" / f"{student}.jsonl", "a") as attempts:
+            attempts.write(worker + "\n")
+
+    def lost_workers(self, student: str) -> list[str]:
+        """The workers lost while they graded the student (every attempt's but the one that finished)."""
+        attempts = self.attempts(student)
+        return attempts[:-1] if self.finished(student) else attempts
+
+    def finish(self, report: GradeReport) -> None:
+        """Keep the report of the student's finished grading."""
+        path = self.folder / "finished" / f"{report.student}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(dataclasses.asdict(report)))
+        temporary.replace(path)
+
+    def finished(self, student: str) -> GradeReport | None:
+        """The report of the student's finished grading in this run, if there is one."""
+        try:
+            return GradeReport(**json.loads((self.folder / "finished" / f"{student}.json").read_text()))
+        except FileNotFoundError:
+            return None
+
+
+MAX_ATTEMPTS = 2  # a task whose worker was lost is started once more, whatever the scheduler's allowed-failures
+
+
+def worker_name() -> str:
+    """The address of the Dask worker running this task (host and pid outside one)."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except ValueError:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def grade_student(root: str, student: str, options: dict, wanted: GradingSettings, run: str) -> GradeReport:
+    """Autograde one student (a Dask task of the run in folder `run`) under the client's settings.
+
+    An nbgrader process that died without grading is retried once. A worker whose data or grader differ
+    from the client's grades nobody. A task started again after a lost worker returns the report of an
+    attempt that finished instead of grading again.
+    """
+    state = RunState(Path(run))
+    if state.stopped():
+        return GradeReport(student, error=pipeline.INTERRUPTED, interrupted=pipeline.INTERRUPTED)
+    earlier = state.finished(student)
+    if earlier:
+        return earlier
+    lost = state.attempts(student)
+    if len(lost) >= MAX_ATTEMPTS:
+        pipeline.remove_submission(Path(root), student, options.get("db_url"))
+        fault = f"the grading task was started {len(lost)} times and lost its worker each time ({', '.join(lost)})"
+        return GradeReport(student, error=fault, fault=fault)
+    state.start(student, worker_name())
     found = grading_settings.problems(Path(root), wanted)
     if found:
         pipeline.remove_submission(Path(root), student, options.get("db_url"))
         fault = f"worker {socket.gethostname()} refused to grade: " + "; ".join(found)
-        return GradeReport(student, error=fault, fault=fault)
-    environment = {name: wanted.environment.get(name) for name in grading_settings.DECIDING_VARIABLES}
-    with student_lock(Path(root), student) as fd:
-        report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=environment, **options)
-        if report.error and not report.scores and not report.fault:
-            report = pipeline.autograde(Path(root), student, pass_fds=(fd,), environment=environment, **options)
+        report = GradeReport(student, error=fault, fault=fault)
+    else:
+        environment = {name: wanted.environment.get(name) for name in grading_settings.DECIDING_VARIABLES}
+        with student_lock(Path(root), student) as fd:
+            grade = functools.partial(pipeline.autograde, Path(root), student, pass_fds=(fd,),
+                                      environment=environment, stop=state.stopped, **options)
+            report = grade()
+            if report.error and not report.scores and not report.fault and not report.interrupted:
+                report = grade()
+    state.finish(report)
     return report
 
 
@@ -183,11 +291,22 @@ class ClassRun:
     seconds: float = 0.0
     rejected: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # a dry run's: who would be graded, and why
+    retried: dict[str, list[str]] = field(default_factory=dict)  # students graded again: the workers lost first
 
     @property
     def errors(self) -> list[GradeReport]:
         """Reports of students whose autograde failed or was cut short (grading faults not included)."""
-        return [report for report in self.reports if report.error and not report.fault]
+        return [report for report in self.reports if report.error and not report.fault and not report.interrupted]
+
+    @property
+    def interrupted(self) -> list[GradeReport]:
+        """Reports of students whose grading Ctrl-C stopped (or never started): no score, the next run grades them."""
+        return [report for report in self.reports if report.interrupted]
+
+    @property
+    def lost_workers(self) -> list[str]:
+        """Every worker lost while it graded a student."""
+        return sorted({worker for lost in self.retried.values() for worker in lost})
 
     @property
     def faults(self) -> list[GradeReport]:
@@ -243,7 +362,13 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
         # memory_limit=0: the kernels have their own limits (grader/sandbox.py); a worker only waits on nbgrader
         with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, memory_limit=0,
                           dashboard_address=None) as cluster, Client(cluster) as client:
+            client.run(ignore_interrupts)
             yield client
+
+
+def ignore_interrupts() -> None:
+    """Let a local worker outlive a Ctrl-C at the terminal: the client stops its tasks (`stop_run`), then it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def grade_class(root: Path, students: list[str], workers: int | None = None, scheduler: str | None = None,
@@ -257,8 +382,6 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
     keyword arguments (a shorter timeout, say). `dry_run`: grade nobody, only say in `ClassRun.reasons`
     who would be graded and why.
     """
-    from distributed import as_completed
-
     started = time.time()
     root = Path(root).resolve()
     url = gradebook_url(root, db_url)
@@ -284,26 +407,116 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
     if dry_run:
         return ClassRun([done.get(s, GradeReport(s)) for s in students], skipped=[s for s in digests if s not in todo],
                         rejected=[s for s in students if s not in digests], reasons={s: reasons[s] for s in todo})
+    state = RunState.new(root) if todo else None
     if todo:
-        with dask_client(workers, scheduler) as client:
-            futures = {client.submit(grade_student, str(root), student,
-                                     {**options, **(settings or {}).get(student, {}), "db_url": url, "threads": threads},
-                                     wanted, key=f"autograde-{student}-{time.time_ns()}", pure=False, retries=1): student
-                       for student in todo}
-            bar = tqdm(total=len(todo), unit="student", desc="autograde", disable=not progress, file=sys.stderr)
-            for future in as_completed(futures):
-                student = futures.pop(future)
-                try:
-                    report = future.result()
-                except Exception as error:  # the task failed twice (e.g. its worker was lost both times)
-                    fault = f"the grading task failed: {type(error).__name__}: {str(error)[:500]}"
-                    pipeline.remove_submission(root, student, url)
-                    report = GradeReport(student, error=fault, fault=fault)
-                future.release()  # the scheduler forgets the result: a worker lost later cannot make it grade again
-                done[student] = report
-                record.note(report, digests[student], url, wanted)
-                bar.update()
-            bar.close()
-    return ClassRun([done[s] for s in students], seconds=time.time() - started,
+        tasks = {student: (str(root), student, {**options, **(settings or {}).get(student, {}), "db_url": url,
+                                                 "threads": threads}, wanted, str(state.folder))
+                 for student in todo}
+
+        def keep(report: GradeReport) -> None:
+            """Record a report the moment it arrives."""
+            done[report.student] = report
+            record.note(report, digests[report.student], url, wanted)
+
+        try:
+            with dask_client(workers, scheduler) as client:
+                run_tasks(client, state, tasks, keep, progress)
+        except KeyboardInterrupt:
+            raise GradingInterrupted(class_run(done, students, digests, todo, started, state)) from None
+    return class_run(done, students, digests, todo, started, state)
+
+
+def run_tasks(client, state: RunState, tasks: dict[str, tuple], keep: Callable[[GradeReport], None],
+              progress: bool) -> None:
+    """Run the grading task of each student (`grade_student`'s arguments) and `keep` each report as it arrives.
+
+    A task the scheduler gave up on (its workers lost) is started again while it has attempts left, then
+    is a grading fault. Ctrl-C stops every task (`stop_run`) and is raised again.
+    """
+    from distributed import as_completed
+
+    def submit(student: str):
+        """Start the student's grading task."""
+        return client.submit(grade_student, *tasks[student], key=f"autograde-{student}-{time.time_ns()}",
+                             pure=False, retries=1)
+
+    futures = {submit(student): student for student in tasks}
+    bar = tqdm(total=len(tasks), unit="student", desc="autograde", disable=not progress, file=sys.stderr)
+
+    def arrived(future):
+        """Keep a finished task's report; start a task the scheduler gave up on again (its new future returned)."""
+        student = futures.pop(future)
+        try:
+            report = future.result()
+        except Exception as error:  # e.g. KilledWorker: the scheduler gave up after losing workers
+            if len(state.attempts(student)) < MAX_ATTEMPTS and not state.stopped():
+                again = submit(student)
+                futures[again] = student
+                return again
+            fault = f"the grading task failed: {type(error).__name__}: {str(error)[:500]}"
+            root, _, options, _, _ = tasks[student]
+            pipeline.remove_submission(Path(root), student, options["db_url"])
+            report = GradeReport(student, error=fault, fault=fault)
+        future.release()  # the scheduler forgets it: a worker lost later cannot make it grade again
+        keep(report)
+        bar.update(0 if report.interrupted else 1)
+        return None
+
+    try:
+        completed = as_completed(list(futures))
+        for future in completed:
+            again = arrived(future)
+            if again is not None:
+                completed.add(again)
+    except KeyboardInterrupt:
+        stop_run(client, state, futures, arrived)
+        raise
+    finally:
+        state.stop()  # no task grades after this command returns
+        bar.close()
+
+
+STOP_WAIT = 60  # seconds the client waits, after Ctrl-C, for running tasks to stop their nbgrader processes
+STOP_POLL = 1.0
+
+
+class GradingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `grade_class`; `run` holds what was graded and recorded before it."""
+
+    def __init__(self, run: ClassRun):
+        super().__init__("grading interrupted")
+        self.run = run
+
+
+def stop_run(client, state: RunState, futures: dict, arrived) -> None:
+    """After Ctrl-C: stop every task, record those that end within `STOP_WAIT` s, cancel the rest."""
+    from distributed import wait
+
+    state.stop()
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        deadline = time.time() + STOP_WAIT
+        while time.time() < deadline and not all(future.done() for future in futures):
+            with contextlib.suppress(Exception):
+                if not any(client.processing().values()):  # every worker running a task is gone
+                    break
+                wait(list(futures), timeout=STOP_POLL)
+        for future in [future for future in futures if future.done()]:
+            arrived(future)
+        client.cancel(list(futures))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def class_run(done: dict[str, GradeReport], students: list[str], digests: dict[str, str], todo: list[str],
+              started: float, state: RunState | None) -> ClassRun:
+    """The ClassRun of `students`: reports in the order given (a student left ungraded: interrupted)."""
+    retried = {student: state.lost_workers(student) for student in todo if state and state.lost_workers(student)}
+    return ClassRun([done.get(s) or GradeReport(s, error=pipeline.INTERRUPTED, interrupted=pipeline.INTERRUPTED)
+                     for s in students], seconds=time.time() - started,
                     skipped=[s for s in students if s in digests and s not in todo],
-                    rejected=[s for s in students if s not in digests])
+                    rejected=[s for s in students if s not in digests], retried=retried)

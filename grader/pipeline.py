@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import functools
 import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -277,6 +277,7 @@ class GradeReport:
     seconds: float = 0.0
     peak_mib: float = 0.0  # the nbgrader process's peak memory, as JudgeCollected logged it
     fault: str = ""        # a grading fault (grader/faults.py): no score was recorded, the next run retries
+    interrupted: str = ""  # the grading was stopped (Ctrl-C): no score was recorded, the next run grades again
 
     def total(self, notebook: str | None = None) -> float:
         """Total score, of one notebook or of all."""
@@ -287,11 +288,48 @@ class GradeReport:
 PEAK_MEMORY_LOG = "peak memory of this grading process:"
 SUBMISSION_TIMEOUT = 600  # seconds for all notebooks of one submission (the sandbox's default too)
 KILL_GRACE = 120          # beyond the deadline, nbgrader itself is killed
+STOP_POLL = 0.5           # seconds between two looks at `stop` while nbgrader runs
+INTERRUPTED = "grading interrupted before it finished: no score was recorded"
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a process and every process it started, kernels in sessions of their own included."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(family, timeout=30)
+
+
+def wait_or_kill(process: subprocess.Popen, deadline: float, stop: Callable[[], bool] | None) -> tuple[str, str]:
+    """Wait for `process`: (its stderr, ""), or ("", "stopped" / "deadline") once it was killed for that."""
+    while True:
+        try:
+            return process.communicate(timeout=STOP_POLL)[1], ""
+        except subprocess.TimeoutExpired:
+            killed = "stopped" if stop is not None and stop() else "deadline" if time.monotonic() > deadline else ""
+            if killed:
+                kill_tree(process.pid)
+                process.communicate()
+                return "", killed
+
+
+def dies_with_caller(command: list[str]) -> list[str]:
+    """`command` run so that it is killed when the thread that started it dies (a lost Dask worker)."""
+    setpriv = shutil.which("setpriv")  # util-linux; without it an orphan finishes, serialised by the student lock
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
 
 
 def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, options: tuple[str, ...] = (),
               db_url: str | None = None, threads: int | None = None, pass_fds: tuple[int, ...] = (),
-              environment: dict[str, str | None] | None = None) -> GradeReport:
+              environment: dict[str, str | None] | None = None,
+              stop: Callable[[], bool] | None = None) -> GradeReport:
     """Autograde one student in its own nbgrader process, so one bad submission cannot stop the batch.
 
     The submission's kernels share a wall-clock deadline (`timeout` seconds); an nbgrader process still
@@ -300,7 +338,9 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
     the kernels and the judges (default: every core; give cores // students graded at once).
     `environment`: variables that decide the grade (data directory, offline split, sandbox mode), given
     by the caller rather than taken from this process (None: unset). A grading fault (grader/faults.py) leaves the
-    student without a score in the gradebook and is named in `fault`.
+    student without a score in the gradebook and is named in `fault`. `stop`: asked every half second;
+    when it says True, nbgrader and its kernels are killed and the student is left without a score
+    (`interrupted`).
     """
     started = time.time()
     command = [sys.executable, "-m", "grader.nbgrader_cli", "autograde", ASSIGNMENT, "--student", student, "--force",
@@ -320,27 +360,27 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
     handle, fault_file = tempfile.mkstemp(prefix=f"aecourse-faults-{student}-")
     os.close(handle)
     env[FAULT_FILE_ENV] = fault_file
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True, pass_fds=pass_fds)
+    process = subprocess.Popen(dies_with_caller(command), cwd=root, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, pass_fds=pass_fds)
     report = GradeReport(student)
     try:
-        _, stderr = process.communicate(timeout=timeout + KILL_GRACE)
+        stderr, killed = wait_or_kill(process, time.monotonic() + timeout + KILL_GRACE, stop)
         peaks = re.findall(rf"{PEAK_MEMORY_LOG} (\d+) MiB", stderr)
         report.peak_mib = float(max(map(int, peaks))) if peaks else 0.0
-        if process.returncode != 0:
+        if killed == "stopped":
+            report.error = report.interrupted = INTERRUPTED
+        elif killed:
+            report.error = report.fault = f"nbgrader was killed after the wall-clock limit of {timeout:g} s (+{KILL_GRACE} s)"
+        elif process.returncode != 0:
             report.error = stderr[-2000:]
-        if process.returncode < 0:  # killed by a signal: the machine (OOM killer, an operator), not the notebook
+        if process.returncode < 0 and not killed:  # killed by a signal: the machine (OOM killer, an operator)
             report.fault = f"nbgrader was killed by signal {-process.returncode} while grading"
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        report.error = f"nbgrader was killed after the wall-clock limit of {timeout:g} s (+{KILL_GRACE} s)"
-        report.fault = report.error
     finally:
         faults = read_faults(Path(fault_file))
         os.unlink(fault_file)
-    report.fault = "; ".join(faults) or report.fault
-    if report.fault:
+    if not report.interrupted:
+        report.fault = "; ".join(faults) or report.fault
+    if report.fault or report.interrupted:
         report.error = report.error or report.fault
         remove_submission(root, student, db_url)
     report.scores = read_scores(root, student, db_url)

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,13 @@ import torch
 
 from grader import cli, parallel, pipeline, submissions
 from grader.collect.common import FAULT_KEY, Inputs, split, store
-from grader.collect.layout import collected_relative
 from grader.collect.record import encode
 from grader.faults import GradingFault
 from grader.judge.carry import carry_out
 from grader.judge.common import judge_collection
 from grader.preprocessors import grader_missing
+
+from cluster import DaskProcesses
 
 NOTEBOOK = "4_tsne"
 FULL = 12.0
@@ -142,30 +142,12 @@ def test_a_worker_without_the_data_grades_nobody_and_the_command_fails(faulty_co
     if not shutil.which("bwrap"):
         pytest.fail("bubblewrap is needed to hide the data folder from a worker (apt-get install bubblewrap)")
     data = Path(pipeline.grading_env()["AUTOENCODERS_DATA_DIR"]).resolve()
-    dask = str(Path(sys.executable).parent / "dask")
-    address_file = tmp_path / "scheduler.json"
     env = pipeline.grading_env()
-    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                  "--scheduler-file", str(address_file)], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-    worker = None
-    try:
-        for _ in range(300):
-            if address_file.exists() and address_file.stat().st_size:
-                break
-            time.sleep(0.1)
-        address = json.loads(address_file.read_text())["address"]
-        worker = subprocess.Popen(["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(data), "--", dask, "worker",
-                                   address, "--nthreads", "1", "--no-dashboard"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with DaskProcesses(env) as cluster:
+        cluster.add_worker(wrapper=("bwrap", "--dev-bind", "/", "/", "--tmpfs", str(data), "--"))
         command = [str(Path(sys.executable).parent / "aecourse"), "autograde", "far", "--course", str(faulty_course),
-                   "--scheduler", address]
+                   "--scheduler", cluster.address]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    finally:
-        for process in (worker, scheduler):
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "GRADING FAULTS: 1 student(s)" in result.stdout and f"no MNIST files in {data}" in result.stdout, result.stdout
     assert "(grading fault: not graded)" in result.stdout

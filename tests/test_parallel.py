@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from grader import notebooks, parallel, pipeline, submissions
 from grader.variants import variants_of
+from cluster import DaskProcesses, wait_until_no_grading
 
 NOTEBOOK = "4_tsne"  # the quickest notebook to grade: the tests grade its submissions four times
 MESSAGES: dict[str, dict[str, str]] = {}  # what each graded cell said after the first (sequential) autograde
@@ -97,31 +101,103 @@ def test_export_csv_has_every_graded_student(course, students, sequential, tmp_p
         assert float(rows[student]["raw_score"]) == pytest.approx(total)
 
 
-def test_parallel_on_postgresql_with_a_killed_worker_equals_sequential(course, students, sequential, postgres_url):
-    from distributed import Client, LocalCluster
+def newest_run(course, since: float) -> parallel.RunState | None:
+    """The run state of the newest `grade_class` run in `course` started after `since`."""
+    folder = course / ".aecourse" / "runs"
+    runs = [run for run in folder.iterdir() if run.stat().st_mtime >= since] if folder.exists() else []
+    return parallel.RunState(max(runs, key=lambda run: run.stat().st_mtime)) if runs else None
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=0, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        killed: list[int] = []
 
-        def kill_a_busy_worker() -> None:
-            deadline = time.time() + 120
+def assert_one_grade_set_each(course, students, url=None) -> None:
+    """Each student's gradebook entry is one full grade set and their autograded notebook says what the first
+    (sequential) grading said."""
+    from nbgrader.api import Gradebook
+
+    graded = {path.stem: sum(1 for cell in notebooks.cells_by_grade_id(notebooks.read(path)).values()
+                             if cell.metadata["nbgrader"].get("grade"))
+              for path in (course / "release" / pipeline.ASSIGNMENT).glob("*.ipynb")}
+    with Gradebook(url or f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        counts = {s: {nb.name: len(nb.grades) for nb in gradebook.find_submission(pipeline.ASSIGNMENT, s).notebooks}
+                  for s in students}
+    assert counts == {s: graded for s in students}
+    assert {s: feedback_messages(course, s) for s in students} == {s: MESSAGES[s] for s in students}
+
+
+def test_a_killed_worker_loses_no_student_and_regrades_none_it_finished(course, students, sequential, postgres_url):
+    """Real `dask scheduler` and `dask worker` processes; the worker that finished a student is killed (its
+    nanny with it) while it grades the next one."""
+    from distributed import Client
+
+    begun = time.time()
+    with DaskProcesses(pipeline.grading_env()) as cluster:
+        cluster.add_worker()
+        cluster.add_worker()
+        cluster.wait_for_workers(2)
+        killed: dict[str, str] = {}
+
+        def kill_a_worker_that_finished_a_student() -> None:
+            deadline = time.time() + 300
             while time.time() < deadline and not killed:
-                busy = [address for address, keys in client.processing().items() if keys]
-                if busy:
-                    time.sleep(3)  # its nbgrader process is under way
-                    pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+                state = newest_run(course, begun)
+                lasts = {s: state.attempts(s)[-1] for s in students if state and state.attempts(s)}
+                for finished in [s for s in lasts if state.finished(s)]:
+                    busy = [s for s, worker in lasts.items() if worker == lasts[finished] and not state.finished(s)]
+                    if busy:
+                        time.sleep(2)  # its nbgrader process is under way
+                        with Client(cluster.address) as client:
+                            pid = client.run(os.getpid, workers=[lasts[finished]])[lasts[finished]]
+                        os.killpg(os.getpgid(pid), signal.SIGKILL)  # the worker and its nanny
+                        killed.update(worker=lasts[finished], finished=finished, busy=busy[0])
+                        return
                 time.sleep(0.2)
 
-        killer = threading.Thread(target=kill_a_busy_worker)
+        killer = threading.Thread(target=kill_a_worker_that_finished_a_student)
         killer.start()
-        run = parallel.grade_class(course, students, scheduler=cluster.scheduler_address, db_url=postgres_url,
-                                   force=True, progress=False)
+        run = parallel.grade_class(course, students, scheduler=cluster.address, db_url=postgres_url, force=True,
+                                   progress=False)
         killer.join()
+        left = wait_until_no_grading(course)
     assert killed, "no worker was killed, so this tests nothing"
+    assert not left, f"grading processes outlived the command: {left}"
     assert [report.student for report in run.reports] == students
-    assert not run.errors, [report.error for report in run.errors]
+    assert not run.errors and not run.faults, [report.error for report in run.reports]
+    assert run.retried == {killed["busy"]: [killed["worker"]]} and run.lost_workers == [killed["worker"]]
+    assert newest_run(course, begun).attempts(killed["finished"]) == [killed["worker"]], "a finished student regraded"
     assert scores(run) == sequential
     assert {s: pipeline.read_scores(course, s, postgres_url) for s in students} == sequential
+    assert_one_grade_set_each(course, students, postgres_url)
+
+
+def test_ctrl_c_stops_every_grading_records_the_finished_and_a_rerun_resumes(course, students, sequential):
+    """`aecourse autograde` on a real Dask cluster, sent SIGINT (Ctrl-C) once a student is graded."""
+    begun = time.time()
+    with DaskProcesses(pipeline.grading_env()) as cluster:
+        workers = [cluster.add_worker(), cluster.add_worker()]
+        cluster.wait_for_workers(2)
+        client = subprocess.Popen([str(Path(sys.executable).parent / "aecourse"), "autograde", *students,
+                                   "--course", str(course), "--scheduler", cluster.address, "--force"],
+                                  env=pipeline.grading_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and not ((state := newest_run(course, begun))
+                                              and any(state.finished(s) for s in students)):
+            time.sleep(0.2)
+        client.send_signal(signal.SIGINT)
+        output, _ = client.communicate(timeout=180)
+        left = wait_until_no_grading(course, seconds=5)
+        assert all(worker.poll() is None for worker in workers), "a worker died of the client's Ctrl-C"
+        graded = {s: pipeline.read_scores(course, s) for s in students}
+        resumed = parallel.grade_class(course, students, scheduler=cluster.address, progress=False)
+    assert client.returncode == 130, output
+    assert "INTERRUPTED" in output and "To resume, run the same `aecourse autograde` command again" in output, output
+    assert "Traceback" not in output, output
+    assert not left, f"grading processes outlived the command: {left}"
+    reports = {s: state.finished(s) for s in students}
+    finished = [s for s in students if reports[s] and not reports[s].interrupted]
+    stopped = [s for s in students if reports[s] and reports[s].interrupted]
+    assert finished and stopped, reports
+    assert all(graded[s] == sequential[s] for s in finished), "a score recorded before Ctrl-C differs"
+    assert all(graded[s] == {} for s in stopped), "a student whose grading was stopped kept a score"
+    assert resumed.skipped == finished and not resumed.errors
+    assert scores(resumed) == sequential
+    assert_one_grade_set_each(course, students)
