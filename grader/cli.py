@@ -318,6 +318,14 @@ def cmd_seed_margins(args: argparse.Namespace) -> int:
 
     names = args.notebooks or notebook_names()
     started = time.time()
+    if args.variants:
+        mismatches = seeds.variant_secrets(names, args.seeds, progress=print)
+        print(f"\nTest variants of {', '.join(names)} under {args.seeds} grading seeds, every hidden check they can "
+              f"reach, {time.time() - started:.0f} s: " + (f"{len(mismatches)} verdict(s) depend on the secret"
+                                                          if mismatches else "no verdict depends on the secret"))
+        for line in mismatches:
+            print(f"MISMATCH {line}")
+        return 1 if mismatches else 0
     found, failures = seeds.margins(names, args.seeds, retrain=args.retrain, progress=print)
     text = seeds.table(found)
     header = (f"Seed margins of {', '.join(names)}: {args.seeds} grading seeds"
@@ -398,6 +406,9 @@ def parser() -> argparse.ArgumentParser:
     margins.add_argument("--retrain", action="store_true",
                          help="also retrain each notebook's reference with as many training seeds (long)")
     margins.add_argument("--out", help="also write the table (Markdown) to this file")
+    margins.add_argument("--variants", action="store_true",
+                         help="instead: check that every test variant loses exactly its declared cells under each "
+                              "grading seed (all hidden checks)")
     return top
 
 

@@ -11,6 +11,7 @@ import ast
 import contextlib
 import copy
 import functools
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -26,6 +27,7 @@ import torch
 from grader import notebooks
 from grader.collect.common import Inputs, quiet, single_thread
 
+UNFINISHED = "the helper check did not finish"
 SEED = 20261123  # any seed: the check compares a helper with the solution on the same inputs
 
 
@@ -129,8 +131,35 @@ def public_functions(module: ModuleType) -> dict[str, Callable]:
             if not name.startswith("_") and obj.__module__ == module.__name__}
 
 
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "helper-answers"
+
+
+def inputs_digest(helpers_dir: Path, source_dir: Path) -> str:
+    """A digest of everything the check's outcome depends on: helpers, sources, the grader's code, torch."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    grader = Path(__file__).resolve().parent
+    for path in [*sorted(helpers_dir.glob("*.py")), *sorted(source_dir.glob("[0-9]_*.py")), *sorted(grader.rglob("*.py"))]:
+        digest.update(f"\0{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def answers_in_helpers(helpers_dir: Path, source_dir: Path) -> list[str]:
-    """One line per released helper function that computes a graded function's solution on its check's inputs."""
+    """One line per released helper function that computes a graded function's solution on its check's inputs
+    (kept in `.cache/` by a digest of all it depends on: the replay takes half a minute)."""
+    cached = CACHE / f"{inputs_digest(helpers_dir, source_dir)}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    lines = find_answers(helpers_dir, source_dir)
+    if not any(line.startswith(UNFINISHED) for line in lines):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(lines))
+        temporary.replace(cached)
+    return lines
+
+
+def find_answers(helpers_dir: Path, source_dir: Path) -> list[str]:
+    """`answers_in_helpers`, computed."""
     state = torch.random.get_rng_state()
     with muted():
         graded = {source_path.stem: solution_calls(source_path, source_path.read_text())
@@ -167,7 +196,7 @@ def in_child(function: Callable, *args) -> list[str]:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         if status != 0 or not result.exists():
-            return [f"the helper check did not finish (exit status {status}): run `aecourse check` to see why"]
+            return [f"{UNFINISHED} (exit status {status}): run `aecourse check` to see why"]
         return json.loads(result.read_text())
 
 

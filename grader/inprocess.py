@@ -7,6 +7,7 @@ functions `JudgeCollected` runs during `nbgrader autograde`. Student submissions
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -109,6 +110,40 @@ def _top_level_names(tree: ast.Module) -> set[str]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(leaf.id for target in targets for leaf in ast.walk(target) if isinstance(leaf, ast.Name))
     return names
+
+
+@functools.cache
+def checked(name: str) -> Notebook:
+    """The hidden tests of source notebook `name`, set up once per process."""
+    from grader import pipeline
+
+    return Notebook(name, notebooks.build_notebook(pipeline.SOURCE / f"{name}.py"))
+
+
+def variant_folder(variant, reference: Path, folder: Path) -> Path:
+    """`folder` holding a variant's checkpoints: the reference's, tampered as the variant says.
+
+    A checkpoint that ran code while loading leaves `submissions.PAYLOAD_MARKER` in `folder`'s parent.
+    """
+    from grader import submissions
+
+    folder.mkdir(parents=True, exist_ok=True)
+    put_checkpoints(variant.notebook, reference, folder)
+    for filename, how in variant.files.items():
+        submissions.tamper(folder / filename, how, reference, folder.parent / submissions.PAYLOAD_MARKER)
+    return folder
+
+
+def reachable(variant) -> list[str]:
+    """The hidden tests a variant can change: all for one with tampered files, else those reaching its cells."""
+    notebook = checked(variant.notebook)
+    return list(notebook.hidden) if variant.files else notebook.affected(variant.cells)
+
+
+def variant_failures(variant, folder: Path, inputs: Inputs, grade_ids: list[str]) -> dict[str, str]:
+    """The hidden tests `grade_ids` a variant fails under `inputs`, run from `folder` (the current directory)."""
+    notebook = checked(variant.notebook)
+    return failures(notebook.check(notebook.namespace(variant.cells), folder, inputs, grade_ids))
 
 
 def put_checkpoints(name: str, source: Path, folder: Path, link: bool = False) -> Path:

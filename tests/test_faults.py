@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader import cli, parallel, pipeline, submissions
+from grader import cli, parallel, pipeline, settings, submissions
 from grader.collect.common import FAULT_KEY, Inputs, split, store
 from grader.collect.record import encode
 from grader.faults import GradingFault
@@ -153,3 +153,27 @@ def test_a_worker_without_the_data_grades_nobody_and_the_command_fails(faulty_co
     assert "(grading fault: not graded)" in result.stdout
     assert pipeline.read_scores(faulty_course, "far") == {}
     assert parallel.grade_class(faulty_course, ["far"], workers=1, progress=False).reports[0].total() == FULL
+
+
+def test_a_task_lost_with_its_worker_twice_is_a_fault_and_a_finished_one_is_not_graded_again(faulty_course):
+    # The policy lives in the task, so it holds under any scheduler's allowed-failures: the run's folder says where
+    # the student's task started before (two workers, both lost) and what finished. No nbgrader process starts here.
+    wanted = settings.current(faulty_course)
+    url = parallel.gradebook_url(faulty_course)
+    state = parallel.RunState.new(faulty_course)
+    state.start("judged", "tcp://10.0.0.1:4000")
+    state.start("judged", "tcp://10.0.0.2:4000")
+    report = parallel.grade_student(str(faulty_course), "judged", {"db_url": url}, wanted, str(state.folder))
+    assert "started 2 times and lost its worker each time (tcp://10.0.0.1:4000, tcp://10.0.0.2:4000)" in report.fault
+    assert report.scores == {} and pipeline.read_scores(faulty_course, "judged") == {}
+    assert state.lost_workers("judged") == ["tcp://10.0.0.1:4000", "tcp://10.0.0.2:4000"]
+
+    finished = pipeline.GradeReport("far", {NOTEBOOK: {"test_kl": 1.0}}, seconds=3.0)
+    state.start("far", "tcp://10.0.0.1:4000")
+    state.finish(finished)
+    assert parallel.grade_student(str(faulty_course), "far", {"db_url": url}, wanted, str(state.folder)) == finished
+    assert state.attempts("far") == ["tcp://10.0.0.1:4000"] and state.lost_workers("far") == []
+
+    state.stop()  # the command returned: a task that starts now grades nobody
+    late = parallel.grade_student(str(faulty_course), "unimportable", {"db_url": url}, wanted, str(state.folder))
+    assert late.interrupted and state.attempts("unimportable") == []

@@ -1,11 +1,14 @@
-"""Seed margins: how close a correct solution with other seeds comes to each graded threshold.
+"""Seed margins: how close a correct solution with other seeds comes to each graded threshold; and
+whether the test variants' verdicts depend on the grading secret.
 
 Two sources of chance decide a correct student's figures: the seeds of their own training (their
 checkpoints) and the grader's secret seed (held-out subsets, noise, the short training runs inside
 hidden checks). `margins` checks the reference solution under several grading seeds and, with
 `retrain`, under as many training seeds (the notebook's `torch.manual_seed(k)` calls shifted to
 `k + 1000 * seed`), records every value judged against a figure of `grader.reference`, and reports
-the worst one of each figure and its margin to the threshold.
+the worst one of each figure and its margin to the threshold. `secret_mismatches` checks a test
+variant under several grading seeds: a wrong one must lose exactly its declared cells, a correct one
+none, whatever the secret.
 """
 from __future__ import annotations
 
@@ -20,13 +23,17 @@ import torch
 
 from grader import notebooks, pipeline
 from grader.collect.common import Inputs
-from grader.inprocess import Notebook, put_checkpoints
+from grader.inprocess import Notebook, put_checkpoints, reachable, variant_failures, variant_folder
 from grader.reference import Figure, figure_name, observed
 
 SEEDS = 5
 GRADING_SEED = 20261122
 SEED_CALL = re.compile(r"\btorch\.manual_seed\((\d+)\)")
 TRAINED = ("1_ae", "2_dae", "3_vae", "5_conv_aae")  # notebooks with checkpoints (4_tsne's checks train nothing kept)
+# Hidden checks that train a model (or run t-SNE) inside the check: seconds each; every other check takes a
+# fraction of one. The test suite runs only the others under every seed (`aecourse seed-margins --variants`: all).
+TRAINING_CHECKS = frozenset({"test_autoencoder", "test_classifier", "test_dae_learns", "test_super_resolution_learns",
+                             "test_vae_learns", "test_conv_ae_learns", "test_tsne"})
 
 
 @dataclass
@@ -109,3 +116,37 @@ def table(found: list[Margin]) -> str:
         rows.append(f"| {margin.name} | {direction} {figure.threshold:g} | {figure.reference:g} | {len(margin.values)} | "
                     f"{value:.4g} | {run} | {margin.margin:+.0%} |")
     return "\n".join(rows)
+
+
+def secret_mismatches(variant, folder: Path, seeds: range, cheap: bool = False) -> list[str]:
+    """Each grading seed under which a variant (checkpoints in `folder`, the current directory) fails other cells
+    than it declares; `cheap`: only the checks that train nothing."""
+    grade_ids = [grade_id for grade_id in reachable(variant) if not (cheap and grade_id in TRAINING_CHECKS)]
+    declared = set(variant.fails) & set(grade_ids)
+    found = []
+    for seed in seeds:
+        failed = set(variant_failures(variant, folder, Inputs(GRADING_SEED + seed), grade_ids))
+        if failed != declared:
+            found.append(f"{variant.notebook} {variant.name}, grading seed {seed}: fails {sorted(failed)}, "
+                         f"declared {sorted(declared)}")
+    return found
+
+
+def variant_secrets(names: list[str], seeds: int = SEEDS,
+                    progress: Callable[[str], None] = lambda line: None) -> list[str]:
+    """Every grading seed under which a test variant of `names` (but those retrained) fails other cells than it
+    declares, every hidden check it can reach run under each of `seeds` seeds."""
+    from grader.variants import variants_of
+
+    torch.set_num_threads(1)
+    found = []
+    for name in names:
+        reference = pipeline.train_reference(name)
+        for variant in (v for v in variants_of(name).VARIANTS if not v.retrain):
+            with tempfile.TemporaryDirectory(prefix="aecourse-variant-") as scratch:
+                folder = variant_folder(variant, reference, Path(scratch) / "submission")
+                with contextlib.chdir(folder):
+                    mismatches = secret_mismatches(variant, folder, range(seeds))
+            found += mismatches
+            progress(f"{name} {variant.name}: {len(mismatches)} mismatch(es) over {seeds} grading seeds")
+    return found
