@@ -90,12 +90,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         print_errors(run)
         return 0
     print(f"autograding {len(students)} student(s) on {where}, gradebook {args.db or root / 'gradebook.db'}")
-    try:
-        run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
-                                   force=args.force, threads=args.threads, timeout=args.timeout)
-    except parallel.GradingInterrupted as interrupt:
-        print_interrupted(interrupt.run)
-        return 130
+    run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
+                               force=args.force, threads=args.threads, timeout=args.timeout)
     shown = [report for report in run.reports if submitted.is_valid_student_id(report.student)]
     print(pipeline.score_table(shown, max_points(), handed_in(root, run)))
     if run.skipped:
@@ -420,3 +416,6 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, FileNotFoundError) as error:
         print(f"aecourse {args.command}: {error}", file=sys.stderr)
         return 1
+    except parallel.GradingInterrupted as interrupt:  # Ctrl-C while grading (autograde, demo)
+        print_interrupted(interrupt.run)
+        return 130
