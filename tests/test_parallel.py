@@ -168,6 +168,11 @@ def test_a_killed_worker_loses_no_student_and_regrades_none_it_finished(course, 
     assert_one_grade_set_each(course, students, postgres_url)
 
 
+def interruptible() -> None:
+    """In the child: SIGINT's default, as at a terminal (a background shell that ran the suite ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_every_grading_records_the_finished_and_a_rerun_resumes(course, students, sequential):
     """`aecourse autograde` on a real Dask cluster, sent SIGINT (Ctrl-C) once a student is graded."""
     begun = time.time()
@@ -177,7 +182,7 @@ def test_ctrl_c_stops_every_grading_records_the_finished_and_a_rerun_resumes(cou
         client = subprocess.Popen([str(Path(sys.executable).parent / "aecourse"), "autograde", *students,
                                    "--course", str(course), "--scheduler", cluster.address, "--force"],
                                   env=pipeline.grading_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True)
+                                  text=True, preexec_fn=interruptible)
         deadline = time.time() + 300
         while time.time() < deadline and not ((state := newest_run(course, begun))
                                               and any(state.finished(s) for s in students)):
