@@ -434,6 +434,7 @@ def run_tasks(client, state: RunState, tasks: dict[str, tuple], keep: Callable[[
     is a grading fault. Ctrl-C stops every task (`stop_run`) and is raised again.
     """
     from distributed import as_completed
+    from distributed.scheduler import KilledWorker
 
     def submit(student: str):
         """Start the student's grading task."""
@@ -441,6 +442,7 @@ def run_tasks(client, state: RunState, tasks: dict[str, tuple], keep: Callable[[
                              pure=False, retries=1)
 
     futures = {submit(student): student for student in tasks}
+    started_again: set[str] = set()
     bar = tqdm(total=len(tasks), unit="student", desc="autograde", disable=not progress, file=sys.stderr)
 
     def arrived(future):
@@ -448,8 +450,12 @@ def run_tasks(client, state: RunState, tasks: dict[str, tuple], keep: Callable[[
         student = futures.pop(future)
         try:
             report = future.result()
-        except Exception as error:  # e.g. KilledWorker: the scheduler gave up after losing workers
-            if len(state.attempts(student)) < MAX_ATTEMPTS and not state.stopped():
+        except Exception as error:
+            # KilledWorker: the scheduler gave up after losing workers (its allowed-failures may be 0); the
+            # task's own count of attempts decides. Any other exception is the task's: a fault at once.
+            if (isinstance(error, KilledWorker) and student not in started_again
+                    and len(state.attempts(student)) < MAX_ATTEMPTS and not state.stopped()):
+                started_again.add(student)
                 again = submit(student)
                 futures[again] = student
                 return again

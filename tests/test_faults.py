@@ -177,3 +177,37 @@ def test_a_task_lost_with_its_worker_twice_is_a_fault_and_a_finished_one_is_not_
     state.stop()  # the command returned: a task that starts now grades nobody
     late = parallel.grade_student(str(faulty_course), "unimportable", {"db_url": url}, wanted, str(state.folder))
     assert late.interrupted and state.attempts("unimportable") == []
+
+
+def test_a_task_that_raises_is_a_fault_at_once(faulty_course, monkeypatch, tmp_path):
+    # Not a lost worker: the task is not started again and again (once by the scheduler's retries, then a fault).
+    import contextlib
+
+    from distributed import Client, LocalCluster
+
+    calls = tmp_path / "calls"  # a file: the task runs on a copy of this function
+
+    def raising(root, student, options, wanted, run):
+        with calls.open("a") as out:
+            out.write(student + "\n")
+        raise RuntimeError("the task broke")
+
+    @contextlib.contextmanager
+    def in_process(workers=None, scheduler=None):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            yield client
+
+    monkeypatch.setattr(parallel, "grade_student", raising)
+    monkeypatch.setattr(parallel, "dask_client", in_process)
+    import threading
+
+    runs = []
+    thread = threading.Thread(target=lambda: runs.append(
+        parallel.grade_class(faulty_course, ["unimportable"], force=True, progress=False)), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert runs, "grade_class did not return within 60 s: the failing task was started again and again"
+    run = runs[0]
+    assert run.faults and "the grading task failed: RuntimeError: the task broke" in run.faults[0].fault
+    assert calls.read_text().split() == ["unimportable", "unimportable"]  # the task and the scheduler's one retry

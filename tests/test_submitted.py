@@ -284,7 +284,7 @@ def fake_grading(monkeypatch, course):
     """Grading without nbgrader: an in-process Dask cluster whose task marks the student graded in a file."""
     from distributed import Client, LocalCluster
 
-    def grade_student(root: str, student: str, options: dict, wanted) -> GradeReport:
+    def grade_student(root: str, student: str, options: dict, wanted, run: str) -> GradeReport:
         (Path(root) / f"graded-{student}").write_text("")
         return GradeReport(student, {"1_ae": {"test": 1.0}}, seconds=0.5)
 
