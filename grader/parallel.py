@@ -380,7 +380,8 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
     `threads`: torch threads per student graded (default: this machine's cores shared among `workers`
     local workers; 1 on a cluster). `settings` gives some students their own `pipeline.autograde`
     keyword arguments (a shorter timeout, say). `dry_run`: grade nobody, only say in `ClassRun.reasons`
-    who would be graded and why.
+    who would be graded and why. Ctrl-C stops every task and raises `GradingInterrupted` with what was
+    graded and recorded before it.
     """
     started = time.time()
     root = Path(root).resolve()
