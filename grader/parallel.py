@@ -522,7 +522,8 @@ def stop_run(client, state: RunState, futures: dict, arrived) -> None:
 def class_run(done: dict[str, GradeReport], students: list[str], digests: dict[str, str], todo: list[str],
               started: float, state: RunState | None) -> ClassRun:
     """The ClassRun of `students`: reports in the order given (a student left ungraded: interrupted)."""
-    retried = {student: state.lost_workers(student) for student in todo if state and state.lost_workers(student)}
+    lost = {student: state.lost_workers(student) for student in todo} if state else {}
+    retried = {student: workers for student, workers in lost.items() if workers}
     return ClassRun([done.get(s) or GradeReport(s, error=pipeline.INTERRUPTED, interrupted=pipeline.INTERRUPTED)
                      for s in students], seconds=time.time() - started,
                     skipped=[s for s in students if s in digests and s not in todo],
