@@ -124,7 +124,8 @@ class JudgeCollected(SecretInputs):
             limits = [o.get("evalue", "") for o in cell.outputs if o.get("ename") == "GradingLimit"]
             if not verdict.passed and limits:
                 message = f"{limits[0]} {message}"
-            cell.outputs = kernel_text(cell.outputs) + [verdict_output(verdict.passed, message)]
+            cell.outputs = (kernel_text(cell.outputs) + [verdict_output(verdict.passed, message)]
+                            + [picture_output(picture) for picture in verdict.pictures])
             self.log.info("%s: %s", cell.metadata["nbgrader"]["grade_id"], "passed" if verdict.passed else "failed")
         self.log.info("aecourse: peak memory of this grading process: %d MiB",
                       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
@@ -180,6 +181,12 @@ def verdict_output(passed: bool, message: str) -> NotebookNode:
         return NotebookNode(output_type="stream", name="stdout", text=f"Graded by the course's grader: {message}\n")
     return NotebookNode(output_type="error", ename="AssertionError", evalue=message,
                         traceback=[f"Graded by the course's grader: {message}"])
+
+
+def picture_output(picture: str) -> NotebookNode:
+    """A picture the judge drew of the student's results (base64 PNG), shown under the verdict."""
+    return NotebookNode(output_type="display_data", metadata={},
+                        data={"image/png": picture, "text/plain": "[the grader's picture of your results]"})
 
 
 def remove(path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from grader import notebooks, pipeline
-from grader.judge import MODULES
+from grader.checks import MODULES
 from grader.variants import Variant
 from grader.variants.hostile import BASES, FIRST_CELL, Hostile
 

@@ -9,6 +9,8 @@ reference, the blank release, the variants that must be retrained and the hostil
 """
 from __future__ import annotations
 
+import importlib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ import pytest
 from grader import notebooks, pipeline, submissions
 from grader.collect.common import Inputs
 from grader.inprocess import checked, failures, put_checkpoints, reachable, variant_folder
-from grader.judge import judges_of
+from grader.checks import MODULES, checks_of, store_calls
+from grader.reference import figure_name
 from grader.validity import seeds
 from grader.variants import notebooks_under_test, variants_of
 
@@ -24,6 +27,11 @@ NOTEBOOKS = notebooks_under_test()
 CHECKED = {name: checked(name) for name in NOTEBOOKS}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS if not variant.retrain]
 INPUTS = Inputs(20261122)
+
+
+def figures_of(name: str) -> dict:
+    """The reference figures of notebook `name` (its table in grader/reference.py)."""
+    return importlib.import_module(f"grader.judge.{MODULES[name]}").FIGURES
 
 
 def failing_cells(name: str, replacements: dict[str, str] | None, folder: Path,
@@ -40,18 +48,36 @@ def submission_dir(tmp_path: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_every_points_cell_is_collected_and_judged(name):
+def test_every_points_cell_is_collected_and_judged_as_its_check_declares(name):
     graded = {gid for gid, pts in notebooks.points(CHECKED[name].source).items() if pts > 0}
-    assert set(CHECKED[name].hidden) == graded == set(judges_of(name))
+    declared = checks_of(name)
+    assert set(CHECKED[name].hidden) == graded == set(declared)
     for grade_id, code in CHECKED[name].hidden.items():
-        assert f'grader.collect.common.store("{grade_id}",' in code, f"{grade_id} does not store its collection"
+        calls = store_calls(code)
+        assert [(call.grade_id, call.collector) for call in calls] == [(grade_id, declared[grade_id].collector_path)], (
+            f"{grade_id}'s hidden test should store its collection once, with the collector its check declares")
         assert "grader.judge" not in code and "grader.reference" not in code
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_reference_passes_every_hidden_check(name, tmp_path, monkeypatch):
+def test_reference_passes_every_hidden_check_and_reports_the_figures_declared(name, tmp_path, monkeypatch):
     monkeypatch.chdir(submission_dir(tmp_path, name))
-    assert failing_cells(name, None, tmp_path) == {}
+    notebook = CHECKED[name]
+    verdicts = notebook.check(notebook.namespace(), tmp_path, INPUTS)
+    assert failures(verdicts) == {}
+    table = figure_name(next(iter(figures_of(name).values()))).split(".")[0]
+    for grade_id, declared in checks_of(name).items():
+        reported = sorted({figure["figure"] for figure in verdicts[grade_id].figures})
+        assert reported == sorted(f"{table}.{key}" for key in declared.figures), grade_id
+        assert all(figure["passed"] for figure in verdicts[grade_id].figures)
+
+
+def test_every_graded_figure_is_declared_by_exactly_one_check():
+    declared = Counter(f"{name}:{key}" for name in NOTEBOOKS for check in checks_of(name).values()
+                       for key in check.figures)
+    assert all(count == 1 for count in declared.values()), declared
+    graded = {f"{name}:{key}" for name in NOTEBOOKS for key in figures_of(name) if not key.startswith("notebook_")}
+    assert set(declared) == graded
 
 
 def test_affected_checks_follow_code_through_other_cells():

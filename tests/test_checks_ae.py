@@ -8,6 +8,7 @@ from grader import notebooks, pipeline
 from grader.collect import ae as collect
 from grader.collect.common import Inputs, collected_path, split, store
 from grader.collect.record import encode
+from grader.judge import judges_of
 from grader.judge import ae as judge
 from grader.judge.common import judge_cell
 from grader.preprocessors import hand_out
@@ -59,7 +60,7 @@ def test_malformed_collections_fail_with_a_message(tmp_path, garbage):
         path.write_bytes(garbage)
     else:
         path.write_bytes(encode(garbage))
-    for grade_id, judge_function in judge.JUDGES.items():
+    for grade_id, judge_function in judges_of("1_ae").items():
         if grade_id != "test_sparsity_penalty":
             path.rename(collected_path(grade_id, tmp_path))
             path = collected_path(grade_id, tmp_path)

@@ -11,6 +11,7 @@ from grader import notebooks, pipeline
 from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, collected_path
 from grader.collect.record import encode
+from grader.judge import judges_of
 from grader.judge import conv_aae as judge
 from grader.judge.common import judge_cell
 from grader.variants import conv_aae as variants
@@ -81,7 +82,7 @@ MALFORMED = [{}, {"cases": "x", "ordering": 3}, {"cases": [{"value": "Tensor", "
 
 @pytest.mark.parametrize("out", MALFORMED)
 def test_judges_fail_malformed_collections_with_a_message(out, tmp_path):
-    for grade_id, judge_function in judge.JUDGES.items():
+    for grade_id, judge_function in judges_of("5_conv_aae").items():
         path = collected_path(grade_id, tmp_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode(out))

@@ -14,6 +14,7 @@ from grader import notebooks, pipeline
 from grader.collect import common as collect_common
 from grader.collect import vae as collect
 from grader.collect.common import SEED_ENV, Inputs, split, store
+from grader.judge import judges_of
 from grader.judge import vae as judge
 from grader.judge.common import judge_cell
 
@@ -307,13 +308,13 @@ def test_judge_bernoulli_vae_checks_the_layers():
                                                                               out["forward10"][2]]), INPUTS)
 
 
-@pytest.mark.parametrize("grade_id", sorted(judge.JUDGES))
+@pytest.mark.parametrize("grade_id", sorted(judges_of("3_vae")))
 def test_judges_never_pass_on_garbage(grade_id):
     nan = torch.full((3,), float("nan"))
     for garbage in ({}, {"cases": "cases"}, {"cases": [{}] * 9}, {key: nan for key in
                     ("before", "after", "z_mean", "draws", "train_codes", "test_codes", "reconstructions", "layers")}):
         with pytest.raises(Exception):
-            judge.JUDGES[grade_id](garbage, INPUTS)
+            judges_of("3_vae")[grade_id](garbage, INPUTS)
 
 
 # --- collection holds nothing that grades ----------------------------------------------------------
@@ -359,7 +360,7 @@ def test_nothing_in_collection_passes_as_a_graded_function(function, tmp_path, m
 def verdict_of(grade_id: str, collector, *student_objects) -> str:
     """The message of the verdict on `collector` run through store and judge_cell in the current folder."""
     store(grade_id, collector, *student_objects)
-    verdict = judge_cell(judge.JUDGES[grade_id], grade_id, Path.cwd(), INPUTS)
+    verdict = judge_cell(judges_of("3_vae")[grade_id], grade_id, Path.cwd(), INPUTS)
     assert not verdict.passed
     return verdict.message
 

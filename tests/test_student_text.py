@@ -9,7 +9,7 @@ import re
 import pytest
 
 from grader import notebooks, pipeline, reference
-from grader.judge import MODULES
+from grader.checks import MODULES
 
 NAMES = [path.stem for path in notebooks.source_files(pipeline.SOURCE)]
 

@@ -1,32 +1,28 @@
 """Judging: decides every graded cell in the TA's process, from what the sandboxed kernel collected.
 
 Each notebook's module (`ae.py`, `dae.py`, ...) defines `judge_*` functions, which raise AssertionError
-with a message a student can act on, and `JUDGES`, mapping each graded cell's grade_id to its judge.
+with a message a student can act on (figures through `results.measure`), each declared as the judge of
+one graded cell with `grader.checks.check`.
 `grader.preprocessors.JudgeCollected` runs them during `nbgrader autograde`; the test suite runs the
 same functions on the reference and on the variants.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Callable
 
 from typing import TYPE_CHECKING
 
+from grader.checks import checks_of
 from grader.faults import GradingFault
 from grader.judge.carry import Verdict
 
 if TYPE_CHECKING:  # judging imports torch; grader.judge.isolated's parent side (nbgrader's process) must not
     from grader.collect.common import Inputs
 
-MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
-
-
 def judges_of(notebook: str) -> dict[str, Callable]:
     """The judges of a notebook's graded cells, by grade_id (empty for an unknown notebook)."""
-    if notebook not in MODULES:
-        return {}
-    return importlib.import_module(f"grader.judge.{MODULES[notebook]}").JUDGES
+    return {grade_id: declared.judge for grade_id, declared in checks_of(notebook).items()}
 
 
 def judge_notebook(notebook: str, grade_ids: list[str], folder: Path, inputs: Inputs) -> dict[str, Verdict]:

@@ -8,7 +8,11 @@ import torch
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import ae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor
+from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, range_advice,
+                                 require_tensor)
+from grader.judge.pictures import code_map, image_rows
+from grader.checks import check
+from grader.judge.results import measure, number, show
 from grader.reference import AE as FIGURES
 
 
@@ -21,6 +25,7 @@ def _matches(images: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, to
     return index, best
 
 
+@check("test_sample_train", collect.collect_sample_train)
 def judge_sample_train(out: dict, inputs: Inputs) -> None:
     """sample_train returns N random training images (and their labels) of the right shapes."""
     train_images, train_labels = split("train")
@@ -45,6 +50,7 @@ def judge_sample_train(out: dict, inputs: Inputs) -> None:
         "same random indices.")
 
 
+@check("test_encoder_decoder", collect.collect_encoder_decoder)
 def judge_encoder_decoder(out: dict, inputs: Inputs) -> None:
     """Encoder maps (B,1,28,28) to (B,n); Decoder maps (B,n) to (B,1,28,28) in [0,1]."""
     for n in (2, 10):
@@ -71,6 +77,7 @@ def built_output(weights: object, x: torch.Tensor, last: Callable[[torch.Tensor]
     return last(torch.relu(x.flatten(1).double() @ w1.T + b1) @ w2.T + b2)
 
 
+@check("test_builders", collect.collect_builders)
 def judge_builders(out: dict, inputs: Inputs) -> None:
     """make_encoder(DIM) computes tanh(W2 relu(W1 x + b1) + b2); make_decoder(DIM) sigmoid(...) reshaped to images."""
     for size in collect.BUILDER_SIZES:
@@ -101,6 +108,7 @@ def judge_builders(out: dict, inputs: Inputs) -> None:
             "Linear(DIM, 100), ReLU, Linear(100, 784), sigmoid, then nn.Unflatten(1, (1, 28, 28)).")
 
 
+@check("test_autoencoder", collect.collect_autoencoder, figures=("brief_training_mse",), trains=True)
 def judge_autoencoder(out: dict, inputs: Inputs) -> None:
     """forward(x) returns (encoder(x), decoder(encoder(x))), and a short training run from scratch works."""
     assert out["has_submodules"] is True, "Autoencoder should have nn.Module attributes named encoder and decoder."
@@ -116,43 +124,50 @@ def judge_autoencoder(out: dict, inputs: Inputs) -> None:
     images = split("test")[0][test_index]
     before = mse_per_pixel(require_tensor(out["before"], "reconstructions before training", tuple(images.shape)), images)
     after = mse_per_pixel(require_tensor(out["after"], "reconstructions after training", tuple(images.shape)), images)
-    figure = FIGURES["brief_training_mse"]
-    assert figure.passes(after) and after < 0.8 * before, (
-        f"Your Autoencoder(10), trained from scratch for {collect.BRIEF_STEPS} Adam steps (lr 1e-3, batches of 64), "
-        f"reached a test MSE of {after:.4f} (from {before:.4f}); a working architecture gets below "
-        f"{figure.threshold}. Check that the decoder uses the codes and that gradients reach every layer.")
+    advice = "Check that the decoder uses the codes and that gradients reach every layer."
+    measure(FIGURES["brief_training_mse"], after, f"Your Autoencoder(10), trained from scratch for "
+            f"{collect.BRIEF_STEPS} Adam steps (lr 1e-3, batches of 64),", "test MSE",
+            context=f" (from {number(before)} before training)", close=advice)
+    assert after < 0.8 * before, (
+        f"Your Autoencoder(10) barely learns: {collect.BRIEF_STEPS} Adam steps took its test MSE from {number(before)} "
+        f"to {number(after)} (a working one loses at least a fifth). {advice}")
 
 
 def judge_test_mse(reconstructions: object, figure: str, model: str) -> None:
     """Reconstructions of the held-out images reach the per-pixel MSE threshold of `figure`."""
     images = split("test")[0]
-    mse = mse_per_pixel(require_tensor(reconstructions, "reconstructions of the test images", tuple(images.shape)),
-                        images)
-    limit = FIGURES[figure]
-    assert limit.passes(mse), (
-        f"Your trained {model} reconstructs test images with a per-pixel MSE of {mse:.4f}; it should be "
-        f"below {limit.threshold} (a reference solution reaches about {limit.reference}). Train longer or "
-        "with a larger network, then save and submit the checkpoints again.")
+    reconstructions = require_tensor(reconstructions, "reconstructions of the test images", tuple(images.shape))
+    show(image_rows([("test images", images), (f"your {model}", reconstructions)]))
+    wrong_range = range_advice(reconstructions, "reconstructions", "end the decoder with a sigmoid")
+    measure(FIGURES[figure], mse_per_pixel(reconstructions, images), f"Your trained {model}", "per-pixel test MSE",
+            close=wrong_range or "Train longer or with a larger network, then save and submit the checkpoints again.",
+            far=wrong_range or "That is far from it: compare your architecture with the task's (layers, the sigmoid at "
+                               "the end) and check the loss, train until the loss stops falling, then save and "
+                               "submit the checkpoints again.")
 
 
+@check("test_reconstruction", collect.collect_trained_codes, figures=("ae10_mse",))
 def judge_reconstruction(out: dict, inputs: Inputs) -> None:
     """The trained 10-D autoencoder reconstructs held-out images with a low per-pixel MSE."""
     judge_test_mse(out["reconstructions"], "ae10_mse", "10-D autoencoder")
 
 
+@check("test_classifier", collect.collect_trained_codes, figures=("ae10_accuracy",), trains=True)
 def judge_classifier(out: dict, inputs: Inputs) -> None:
     """A logistic-regression classifier on the 10-D codes classifies held-out digits accurately."""
     train_labels = split("train")[1][collect.classifier_subset(inputs)]
     test_labels = split("test")[1]
     test_codes = require_tensor(out["test_codes"], "codes of the test images", (len(test_labels), 10))
     train_codes = require_tensor(out["train_codes"], "codes of the training images", (len(train_labels), 10))
-    accuracy = classifier_accuracy(train_codes, train_labels, test_codes, test_labels)
-    figure = FIGURES["ae10_accuracy"]
-    assert figure.passes(accuracy), (
-        f"A logistic-regression classifier on your 10-D codes reaches {accuracy:.3f} accuracy on held-out "
-        f"images; it should be above {figure.threshold} (a reference solution reaches about {figure.reference}).")
+    show(code_map(test_codes, test_labels, "your 10-D test codes (first two principal components)"))
+    measure(FIGURES["ae10_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
+            "A logistic-regression classifier on your 10-D codes", "held-out accuracy", digits=3,
+            close="Train the autoencoder longer, then save and submit it again.",
+            far="Codes that far from separating the digits come from an encoder that ignores its input or a model "
+                "that was not trained: check both, then save and submit again.")
 
 
+@check("test_compression", collect.collect_compression)
 def judge_compression(out: dict, inputs: Inputs) -> None:
     """The compression autoencoder is 784-128-32-128-784 with sigmoids on every layer."""
     assert out["layers"] == COMPRESSION_LAYERS, (
@@ -168,6 +183,7 @@ def judge_compression(out: dict, inputs: Inputs) -> None:
     assert reconstructions.min() >= 0 and reconstructions.max() <= 1, "The output layer should use a sigmoid."
 
 
+@check("test_compression_trained", collect.collect_trained_compression, figures=("compression_mse",))
 def judge_trained_compression(out: dict, inputs: Inputs) -> None:
     """The trained compression autoencoder reconstructs held-out images well."""
     judge_test_mse(out["reconstructions"], "compression_mse", "compression autoencoder")
@@ -179,6 +195,7 @@ def sparsity_closed_form(activations: torch.Tensor, rho: float) -> torch.Tensor:
     return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
 
 
+@check("test_sparsity_penalty", collect.collect_sparsity)
 def judge_sparsity(out: dict, inputs: Inputs) -> None:
     """The penalty matches sum_j KL(rho || rho_hat_j) on the secret activations, and gradients flow."""
     cases = collect.sparsity_activations(inputs)
@@ -200,6 +217,7 @@ def judge_sparsity(out: dict, inputs: Inputs) -> None:
             "Gradients of sparsity_penalty should flow back to the activations: use torch operations only.")
 
 
+@check("test_sparse_trained", collect.collect_trained_sparse, figures=("sparse_activation", "sparse_mse"))
 def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
     """The trained sparse autoencoder's code units are rarely active on held-out images, and it still reconstructs."""
     images = split("test")[0]
@@ -208,24 +226,8 @@ def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
     assert codes.min() >= 0 and codes.max() <= 1, (
         f"The codes of your sparse autoencoder should be sigmoid activations in (0, 1), got values from "
         f"{codes.min():.3g} to {codes.max():.3g}.")
-    activation = codes.double().mean().item()
-    figure = FIGURES["sparse_activation"]
-    assert figure.passes(activation), (
-        f"The code units of your sparse autoencoder (1_ae_sparse.pth) have a mean activation of {activation:.3f} on "
-        f"held-out images; with the sparsity penalty it should be below {figure.threshold} (a reference solution: "
-        f"about {figure.reference}). Train it with the penalty added to the loss, as described, and save it again.")
+    measure(FIGURES["sparse_activation"], codes.double().mean().item(),
+            "The code units of your sparse autoencoder (1_ae_sparse.pth), on held-out images,", "mean activation",
+            digits=3, close="Train it with the penalty added to the loss, as described, and save it again.")
     judge_test_mse(out.get("reconstructions"), "sparse_mse", "sparse autoencoder")
 
-
-JUDGES = {
-    "test_sample_train": judge_sample_train,
-    "test_encoder_decoder": judge_encoder_decoder,
-    "test_autoencoder": judge_autoencoder,
-    "test_reconstruction": judge_reconstruction,
-    "test_classifier": judge_classifier,
-    "test_compression": judge_compression,
-    "test_compression_trained": judge_trained_compression,
-    "test_sparsity_penalty": judge_sparsity,
-    "test_builders": judge_builders,
-    "test_sparse_trained": judge_trained_sparse,
-}

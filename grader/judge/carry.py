@@ -23,9 +23,12 @@ NO_RESULTS = ("No results were collected for this cell: its hidden tests did not
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of one grade cell, decided in the TA's process."""
+    """The outcome of one grade cell, decided in the TA's process: the figures measured (grader/judge/results.py,
+    as plain dicts) and PNG pictures of the student's results (base64) come with it."""
     passed: bool
     message: str
+    figures: tuple[dict, ...] = ()
+    pictures: tuple[str, ...] = ()
 
 
 def carry_out(folder: Path, grade_id: str, max_bytes: int = MAX_COLLECTED_BYTES) -> bytes | str:

@@ -17,7 +17,7 @@ from grader.judge.carry import NO_RESULTS, Verdict, carry_out  # noqa: F401 (jud
 from grader.collect.common import ERROR_KEY, FAULT_KEY, SAMPLING_COPIES, Inputs, quiet, single_thread
 from grader.collect.record import RecordError, decode
 from grader.faults import GradingFault
-from grader.reference import Figure
+from grader.judge.results import Results, judging
 
 # The fully connected 784-128-32-128-784 autoencoder that 1_ae (compression, sparse) and 2_dae (denoiser) share.
 COMPRESSION_LAYERS = sorted([(128, 784), (32, 128), (128, 32), (784, 128)])
@@ -40,7 +40,7 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
     holding the error their code raised, and judging that runs out of memory. The grading side's: a fault
     the kernel recorded (course data missing there) and any other exception of the judge.
     """
-    with quiet(), single_thread(), torch.no_grad():
+    with quiet(), single_thread(), torch.no_grad(), judging() as results:
         try:
             data = load_collected(carried)
             if isinstance(data, dict) and FAULT_KEY in data:
@@ -51,7 +51,7 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
                 raise AssertionError("The results collected for this cell are not in the expected form.")
             judge(Collected(data), inputs)
         except AssertionError as error:
-            return Verdict(False, str(error) or "A hidden test failed.")
+            return verdict(False, str(error) or "A hidden test failed.", results)
         except MemoryError:
             return Verdict(False, "Judging this cell ran out of memory (the judge's memory limit): the results "
                                   "collected for it are too large to judge; they earn no points.")
@@ -60,7 +60,14 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
         except Exception as error:
             raise GradingFault(f"the judge {getattr(judge, '__name__', judge)} raised {type(error).__name__}: "
                                f"{str(error)[:500]}") from error
-    return Verdict(True, "Hidden tests passed.")
+    return verdict(True, "Hidden tests passed.", results)
+
+
+def verdict(passed: bool, message: str, results: Results) -> Verdict:
+    """A verdict whose message ends with one line per figure measured (the failing one's is in the message)."""
+    lines = [m.summary() for m in results.measurements if m.passed]
+    text = "\n".join([message, *lines]) if lines else message
+    return Verdict(passed, text, results.figures(), tuple(results.pictures))
 
 
 class Collected(dict):
@@ -97,6 +104,15 @@ def require_scalar(value: Any, what: str, reduce_hint: str = "reduce over the ba
     return result
 
 
+def range_advice(outputs: torch.Tensor, what: str, fix: str) -> str:
+    """Advice for outputs outside the images' [0, 1] (empty when they lie inside): `fix` says how to get there."""
+    low, high = float(outputs.min()), float(outputs.max())
+    if low >= 0 and high <= 1:
+        return ""
+    return (f"Your {what} range from {low:.3g} to {high:.3g}, outside the images' [0, 1]: {fix}, then train, save "
+            "and submit again.")
+
+
 def describe(value: Any) -> str:
     """A short description of a collected value for messages (collectors store type names for non-tensors)."""
     text = repr(value)
@@ -112,12 +128,6 @@ def tensors_close(value: torch.Tensor, expected: torch.Tensor, rtol: float, atol
     """Whether two tensors agree elementwise within tolerances, and their largest absolute difference."""
     difference = (value.double() - expected.double()).abs()
     return bool((difference <= atol + rtol * expected.double().abs()).all()), float(difference.max())
-
-
-def require_figure(figure: Figure, value: float, message: str) -> None:
-    """Fail with `message` unless `value` reaches the threshold of `figure` (its direction included)."""
-    assert figure.passes(value), message
-
 
 
 def require_reparameterised(sampled: Any, what: str, decode: str) -> None:

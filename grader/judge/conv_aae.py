@@ -16,6 +16,9 @@ from aelib.evaluation import mse_per_pixel
 from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import close, describe, require_scalar, require_tensor, require_reparameterised, tensors_close
+from grader.judge.pictures import code_map, image_rows
+from grader.checks import check
+from grader.judge.results import measure, number, show
 from grader.reference import CONV_AAE as FIGURES
 
 IMAGE = collect.IMAGE
@@ -111,6 +114,7 @@ def judge_convolutional(calls: Any, what: str) -> None:
 
 # --- ConvEncoder and ConvDecoder -----------------------------------------------------------------
 
+@check("test_conv_encoder_decoder", collect.collect_conv_encoder_decoder)
 def judge_conv_encoder_decoder(out: dict, inputs: Inputs) -> None:
     """Shapes, the output range, and convolutions really applied in the encoder and the decoder."""
     for n in (2, collect.AE_COMPONENTS):
@@ -128,6 +132,7 @@ def judge_conv_encoder_decoder(out: dict, inputs: Inputs) -> None:
                 "(or nn.Upsample followed by nn.Conv2d) to grow the feature maps to 28 x 28.")
 
 
+@check("test_conv_ae_learns", collect.collect_conv_ae_learns, figures=("brief_training_mse",), trains=True)
 def judge_conv_ae_learns(out: dict, inputs: Inputs) -> None:
     """A short training run from scratch brings the held-out MSE well below the mean image's."""
     images = split("test")[0][collect.brief_subsets(inputs)[1]]
@@ -135,29 +140,29 @@ def judge_conv_ae_learns(out: dict, inputs: Inputs) -> None:
                                           "ConvDecoder(10)", tuple(images.shape)), images)
     after = mse_per_pixel(require_tensor(out.get("after"), "reconstructions after a short training run",
                                          tuple(images.shape)), images)
-    figure = FIGURES["brief_training_mse"]
-    assert figure.passes(after), (
-        f"A fresh ConvEncoder(10) and ConvDecoder(10), trained for {collect.BRIEF_STEPS} Adam steps (lr 1e-3, "
-        f"batches of 64, MSE loss), reach a test MSE of {after:.4f} (from {before:.4f}); a working architecture gets "
-        f"below {figure.threshold:g} (a reference solution: about {figure.reference:g}, the mean image 0.067). Check "
-        "that the decoder uses its codes, that every layer gets gradients and that nothing squashes the codes.")
+    measure(FIGURES["brief_training_mse"], after, f"A fresh ConvEncoder(10) and ConvDecoder(10), trained for "
+            f"{collect.BRIEF_STEPS} Adam steps (lr 1e-3, batches of 64, MSE loss),", "test MSE",
+            context=f" (from {number(before)} before training; the mean image: 0.067)",
+            close="Check that the decoder uses its codes, that every layer gets gradients and that nothing squashes "
+                  "the codes.")
 
 
+@check("test_conv_ae_trained", collect.collect_conv_ae_trained, figures=("ae10_mse",))
 def judge_conv_ae_trained(out: dict, inputs: Inputs) -> None:
     """The trained convolutional autoencoder beats the fully connected one of notebook 1 on held-out images."""
     images = split("test")[0]
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
-    value, figure = mse_per_pixel(reconstructions, images), FIGURES["ae10_mse"]
-    assert figure.passes(value), (
-        f"Your convolutional autoencoder reconstructs held-out images with a per-pixel MSE of {value:.4f}; it should "
-        f"be below {figure.threshold:g}, what the fully connected 10-D autoencoder of notebook 1 reaches (a reference "
-        f"solution: about {figure.reference:g}). Train it for the 15 epochs, then save and submit {collect.AE_FILE} "
-        "again.")
+    show(image_rows([("test images", images), ("your conv autoencoder", reconstructions)]))
+    measure(FIGURES["ae10_mse"], mse_per_pixel(reconstructions, images), "Your convolutional autoencoder",
+            "per-pixel test MSE", context=" (the threshold is what the fully connected 10-D autoencoder of notebook "
+                                          "1 reaches)",
+            close=f"Train it for the 15 epochs, then save and submit {collect.AE_FILE} again.")
 
 
 # --- ConvVAE -------------------------------------------------------------------------------------
 
+@check("test_conv_vae", collect.collect_conv_vae)
 def judge_conv_vae(out: dict, inputs: Inputs) -> None:
     """forward returns (x_rec, z_mean, z_logvar) with a fresh sample per call; convolutions; self.decoder decodes."""
     batch = collect.VAE_BATCH
@@ -188,6 +193,7 @@ def judge_conv_vae(out: dict, inputs: Inputs) -> None:
         require_reparameterised(out.get(f"sampled{n}"), f"ConvVAE({n})", "self.decoder")
 
 
+@check("test_conv_vae_trained", collect.collect_conv_vae_trained, figures=("vae_test_elbo",))
 def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
     """The trained convolutional VAE has a low negative ELBO on held-out images."""
     images = split("test")[0]
@@ -197,15 +203,15 @@ def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
                               (len(images), collect.VAE_COMPONENTS))
     assert x_rec.min() >= 0 and x_rec.max() <= 1, (
         "x_rec of your trained ConvVAE should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
-    value, figure = float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()), FIGURES["vae_test_elbo"]
-    assert figure.passes(value), (
-        f"Your trained ConvVAE has a negative ELBO (BCE summed over pixels plus KL) of {value:.1f} nats per held-out "
-        f"image; it should be below {figure.threshold:g} (a reference solution: about {figure.reference:g}). Check "
-        f"vae_loss, train for the 15 epochs, then save and submit {collect.VAE_FILE} again.")
+    show(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec)]))
+    measure(FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
+            "Your trained ConvVAE, on held-out images,", "negative ELBO (BCE summed over pixels plus KL, nats)",
+            close=f"Check vae_loss, train for the 15 epochs, then save and submit {collect.VAE_FILE} again.")
 
 
 # --- Discriminator -------------------------------------------------------------------------------
 
+@check("test_discriminator", collect.collect_discriminator, figures=("discriminator_accuracy",))
 def judge_discriminator(out: dict, inputs: Inputs) -> None:
     """Logits of shape (B, 1), not squashed into probabilities, that separate the prior from shifted codes."""
     for n in (2, collect.AAE_COMPONENTS):
@@ -221,13 +227,10 @@ def judge_discriminator(out: dict, inputs: Inputs) -> None:
         "After training, all your discriminator's outputs lie in [0, 1]: return logits (real numbers), with no "
         "sigmoid at the end; the losses apply the sigmoid themselves.")
     accuracy = 0.5 * (float((prior > 0).double().mean()) + float((codes < 0).double().mean()))
-    figure = FIGURES["discriminator_accuracy"]
-    assert figure.passes(accuracy), (
-        f"Trained for {collect.DISCRIMINATOR_STEPS} Adam steps to tell N(0, I) from N(1, 0.25 I) in "
-        f"{collect.AAE_COMPONENTS} dimensions, your Discriminator({collect.AAE_COMPONENTS}) classifies {accuracy:.3f} "
-        f"of new points correctly by the sign of its logits; it should be above {figure.threshold:g} (a reference "
-        f"solution: about {figure.reference:g}). Use a few hidden layers with nonlinearities and end with a linear "
-        "layer with one output.")
+    measure(FIGURES["discriminator_accuracy"], accuracy, f"Trained for {collect.DISCRIMINATOR_STEPS} Adam steps to "
+            f"tell N(0, I) from N(1, 0.25 I) in {collect.AAE_COMPONENTS} dimensions, your "
+            f"Discriminator({collect.AAE_COMPONENTS})", "accuracy on new points (by the sign of its logits)", digits=3,
+            close="Use a few hidden layers with nonlinearities and end with a linear layer with one output.")
 
 
 # --- the GAN losses ------------------------------------------------------------------------------
@@ -317,6 +320,7 @@ def ordering_values(out: dict, what: str) -> dict[str, float]:
     return {name: require_scalar(ordering[name], what, "average over the batch") for name in collect.ORDERING}
 
 
+@check("test_discriminator_loss", collect.collect_discriminator_loss)
 def judge_discriminator_loss(out: dict, inputs: Inputs) -> None:
     """discriminator_loss = BCE(prior, 1) + BCE(codes, 0) on logits, stable, lower when D separates the two."""
     order = ordering_values(out, "discriminator_loss")
@@ -339,6 +343,7 @@ def judge_discriminator_loss(out: dict, inputs: Inputs) -> None:
         judge_gradients(case, [-torch.sigmoid(-p) / len(p), torch.sigmoid(c) / len(c)], "discriminator_loss", name)
 
 
+@check("test_generator_loss", collect.collect_generator_loss)
 def judge_generator_loss(out: dict, inputs: Inputs) -> None:
     """generator_loss = BCE(codes, 1) on logits, stable, falling as the discriminator is fooled."""
     order = ordering_values(out, "generator_loss")
@@ -364,46 +369,31 @@ def judge_generator_loss(out: dict, inputs: Inputs) -> None:
 def judge_aae_codes(codes: torch.Tensor, inputs: Inputs) -> None:
     """The codes match the prior N(0, I): per-dimension means and variances, and a kernel two-sample statistic."""
     stats = code_statistics(codes, inputs)
-    mean_figure, low, high = FIGURES["aae_abs_mean"], FIGURES["aae_min_variance"], FIGURES["aae_max_variance"]
-    means = stats["means"]
-    assert mean_figure.passes(float(means.abs().max())), (
-        f"The codes of held-out images have a mean of {float(means[means.abs().argmax()]):.2f} in one dimension; "
-        f"the prior has mean 0 and every dimension should be within {mean_figure.threshold:g} of it. Check the "
-        "generator phase (it updates the encoder to fool the discriminator) and train longer.")
-    variances = stats["variances"]
-    assert low.passes(float(variances.min())) and high.passes(float(variances.max())), (
-        f"The codes of held-out images have variances from {float(variances.min()):.2f} to "
-        f"{float(variances.max()):.2f}; the prior has variance 1 and every dimension should be between "
-        f"{low.threshold:g} and {high.threshold:g}. Check the discriminator and generator phases and train longer.")
-    figure = FIGURES["aae_mmd"]
-    assert figure.passes(stats["mmd"]), (
-        f"The codes of held-out images differ from samples of N(0, I) by an MMD of {stats['mmd']:.3f}; it should be "
-        f"below {figure.threshold:g} (a reference solution: about {figure.reference:g}; a plain autoencoder's codes: "
-        "above 2). Check the adversarial phases and train longer.")
+    subject = "The codes of your adversarial autoencoder for held-out images"
+    measure(FIGURES["aae_abs_mean"], float(stats["means"].abs().max()), subject,
+            "largest mean of a dimension, in absolute value", digits=2, context=" (the prior's means are 0)",
+            close="Check the generator phase (it updates the encoder to fool the discriminator) and train longer.")
+    phases = "Check the discriminator and generator phases and train longer."
+    measure(FIGURES["aae_min_variance"], float(stats["variances"].min()), subject, "smallest variance of a "
+            "dimension", digits=2, context=" (the prior's variances are 1)", close=phases)
+    measure(FIGURES["aae_max_variance"], float(stats["variances"].max()), subject, "largest variance of a "
+            "dimension", digits=2, context=" (the prior's variances are 1)", close=phases)
+    measure(FIGURES["aae_mmd"], stats["mmd"], subject, "MMD against samples of N(0, I)", digits=3,
+            context=" (a plain autoencoder's codes: above 2)", close="Check the adversarial phases and train longer.")
 
 
+@check("test_aae_trained", collect.collect_aae_trained,
+       figures=("aae_abs_mean", "aae_max_variance", "aae_min_variance", "aae_mmd", "aae_mse"))
 def judge_aae_trained(out: dict, inputs: Inputs) -> None:
     """The adversarial autoencoder's codes follow the prior and it still reconstructs held-out images."""
     images = split("test")[0]
     codes = require_tensor(out.get("codes"), "codes of the test images", (len(images), collect.AAE_COMPONENTS))
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
+    show(image_rows([("test images", images), ("your AAE", reconstructions)]))
+    show(code_map(codes, split("test")[1], "your AAE's test codes (first two principal components)"))
     judge_aae_codes(codes, inputs)
-    value, figure = mse_per_pixel(reconstructions, images), FIGURES["aae_mse"]
-    assert figure.passes(value), (
-        f"Your adversarial autoencoder reconstructs held-out images with a per-pixel MSE of {value:.4f}; it should be "
-        f"below {figure.threshold:g} (a reference solution: about {figure.reference:g}). Keep the reconstruction phase "
-        f"in every step and train for the 15 epochs, then save and submit {collect.AAE_FILE} again.")
+    measure(FIGURES["aae_mse"], mse_per_pixel(reconstructions, images), "Your adversarial autoencoder",
+            "per-pixel test MSE", close=f"Keep the reconstruction phase in every step and train for the 15 epochs, "
+                                        f"then save and submit {collect.AAE_FILE} again.")
 
-
-JUDGES = {
-    "test_conv_encoder_decoder": judge_conv_encoder_decoder,
-    "test_conv_ae_learns": judge_conv_ae_learns,
-    "test_conv_ae_trained": judge_conv_ae_trained,
-    "test_conv_vae": judge_conv_vae,
-    "test_conv_vae_trained": judge_conv_vae_trained,
-    "test_discriminator": judge_discriminator,
-    "test_discriminator_loss": judge_discriminator_loss,
-    "test_generator_loss": judge_generator_loss,
-    "test_aae_trained": judge_aae_trained,
-}

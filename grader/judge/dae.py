@@ -14,7 +14,11 @@ from aelib.data import downsample
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import dae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor
+from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, range_advice,
+                                 require_tensor)
+from grader.judge.pictures import code_map, image_rows
+from grader.checks import check
+from grader.judge.results import measure, number, show
 from grader.reference import DAE as FIGURES
 
 IMAGE = (1, 28, 28)
@@ -51,6 +55,7 @@ def noise_problem(noisy: object, x: torch.Tensor, std: float, what: str) -> None
         raise AssertionError(f"The noise of {what} has variance {variance:.5f}; {hint}.")
 
 
+@check("test_add_noise", collect.collect_add_noise)
 def judge_add_noise(out: dict, inputs: Inputs) -> None:
     """add_noise adds fresh, independent N(0, std^2) noise of x's shape, without clipping, leaving x unchanged."""
     x = collect.noise_images(inputs)
@@ -67,18 +72,27 @@ def judge_add_noise(out: dict, inputs: Inputs) -> None:
 
 # --- the trained MNIST denoiser ------------------------------------------------------------------
 
+@check("test_denoiser_trained", collect.collect_denoiser_trained, figures=("denoiser_mse",))
 def judge_denoiser_trained(out: dict, inputs: Inputs) -> None:
     """The submitted Denoiser removes most of the noise from held-out images."""
     clean, noisy = collect.denoiser_test_set(inputs)
     denoised = require_tensor(out.get("denoised"), "the output of your Denoiser", tuple(clean.shape))
-    value = mse_per_pixel(denoised, clean)
-    figure = FIGURES["denoiser_mse"]
-    assert figure.passes(value), (
-        f"Your trained Denoiser leaves a test MSE of {value:.4f} against the clean images (the noisy inputs: "
-        f"{mse_per_pixel(noisy, clean):.3f}); it should be below {figure.threshold:g} (a reference solution reaches "
-        f"about {figure.reference:g}). Train it, then save and submit {collect.DENOISER_FILE} again.")
+    judge_denoised(denoised, clean, noisy, "denoiser_mse", "Denoiser", collect.DENOISER_FILE)
 
 
+def judge_denoised(denoised: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor, figure: str, model: str,
+                   file: str) -> None:
+    """Denoised held-out MNIST images reach the test MSE threshold of `figure` against the clean images."""
+    show(image_rows([("noisy inputs", noisy), (f"your {model}", denoised), ("clean images", clean)]))
+    wrong_range = range_advice(denoised, "denoised images", "end the network with a sigmoid")
+    measure(FIGURES[figure], mse_per_pixel(denoised, clean), f"Your trained {model}",
+            "test MSE against the clean images", context=f" (the noisy inputs: {mse_per_pixel(noisy, clean):.3f})",
+            close=wrong_range or f"Train it as described, then save and submit {file} again.",
+            far=wrong_range or f"That is hardly better than the noisy inputs: check that it is trained on noisy "
+                               f"inputs against clean targets, then save and submit {file} again.")
+
+
+@check("test_mlp_denoiser", collect.collect_mlp_denoiser, figures=("mlp_denoiser_mse",))
 def judge_mlp_denoiser(out: dict, inputs: Inputs) -> None:
     """MLPDenoiser is 784-128-32-128-784 with sigmoids and returns (codes, denoised); the trained one denoises."""
     assert out.get("layers") == COMPRESSION_LAYERS and out.get("parameters") == COMPRESSION_PARAMETERS, (
@@ -92,16 +106,12 @@ def judge_mlp_denoiser(out: dict, inputs: Inputs) -> None:
     assert images.min() >= 0 and images.max() <= 1, "The output layer should use a sigmoid (values in (0, 1))."
     clean, noisy = collect.denoiser_test_set(inputs)
     denoised = require_tensor(out.get("denoised"), "the output of your trained MLPDenoiser", tuple(clean.shape))
-    value = mse_per_pixel(denoised, clean)
-    figure = FIGURES["mlp_denoiser_mse"]
-    assert figure.passes(value), (
-        f"Your trained MLPDenoiser leaves a test MSE of {value:.4f} against the clean images (the noisy inputs: "
-        f"{mse_per_pixel(noisy, clean):.3f}); it should be below {figure.threshold:g} (a reference solution reaches "
-        f"about {figure.reference:g}). Train it as described, then save and submit {collect.MLP_FILE} again.")
+    judge_denoised(denoised, clean, noisy, "mlp_denoiser_mse", "MLPDenoiser", collect.MLP_FILE)
 
 
 # --- DAE -----------------------------------------------------------------------------------------
 
+@check("test_dae", collect.collect_dae)
 def judge_dae(out: dict, inputs: Inputs) -> None:
     """forward(x) returns (z, denoised_x) of shapes (B, n_components) and (B, 1, 28, 28); the default is 10."""
     for label, n in (("default", collect.N_COMPONENTS), ("10", collect.N_COMPONENTS), ("3", 3)):
@@ -116,6 +126,7 @@ def judge_dae(out: dict, inputs: Inputs) -> None:
                            (batch, *IMAGE))
 
 
+@check("test_dae_gate", collect.collect_dae_gate)
 def judge_dae_gate(out: dict, inputs: Inputs) -> None:
     """The output is exactly zero wherever the input is zero, and not zero everywhere."""
     cases = out.get("cases")
@@ -133,6 +144,7 @@ def judge_dae_gate(out: dict, inputs: Inputs) -> None:
             "Your DAE outputs zeros everywhere: the gate sigmoid(f) should let part of the input through.")
 
 
+@check("test_dae_learns", collect.collect_dae_learns, figures=("brief_dae_mse",), trains=True)
 def judge_dae_learns(out: dict, inputs: Inputs) -> None:
     """A short training run from scratch denoises varianceMNIST far better than doing nothing."""
     clean, noisy = collect.dae_brief_test_set(inputs)
@@ -140,36 +152,36 @@ def judge_dae_learns(out: dict, inputs: Inputs) -> None:
                            clean)
     after = mse_per_pixel(require_tensor(out.get("after"), "denoised_x of DAE(10) after a short training run",
                                          tuple(clean.shape)), clean)
-    figure = FIGURES["brief_dae_mse"]
-    assert figure.passes(after), (
-        f"Your DAE(10), trained from scratch for {collect.DAE_STEPS} Adam steps (lr 1e-3, batches of "
-        f"{collect.DAE_BATCH}) to denoise varianceMNIST, reached a test MSE of {after:.4f} (before training "
-        f"{before:.4f}, the noisy inputs {mse_per_pixel(noisy, clean):.4f}); a working gated DAE gets below "
-        f"{figure.threshold:g}. Check that the encoder sees x.abs(), that the output is x * sigmoid(decoder(z)), "
-        "and that gradients reach every layer.")
+    measure(FIGURES["brief_dae_mse"], after, f"Your DAE(10), trained from scratch for {collect.DAE_STEPS} Adam "
+            f"steps (lr 1e-3, batches of {collect.DAE_BATCH}) to denoise varianceMNIST,", "test MSE",
+            context=f" (before training {number(before)}, the noisy inputs {number(mse_per_pixel(noisy, clean))})",
+            close="Check that the encoder sees x.abs(), that the output is x * sigmoid(decoder(z)), and that "
+                  "gradients reach every layer.")
 
 
+@check("test_dae_trained", collect.collect_dae_trained, figures=("dae_accuracy", "dae_mse"))
 def judge_dae_trained(out: dict, inputs: Inputs) -> None:
     """The trained DAE denoises held-out varianceMNIST well and its codes classify the digits."""
-    clean, _ = collect.dae_trained_test_set(inputs)
+    clean, noisy = collect.dae_trained_test_set(inputs)
     denoised = require_tensor(out.get("denoised"), "denoised_x of your trained DAE", tuple(clean.shape))
-    value = mse_per_pixel(denoised, clean)
-    figure = FIGURES["dae_mse"]
-    assert figure.passes(value), (
-        f"Your trained DAE denoises held-out varianceMNIST images (noise std 0.2) to a test MSE of {value:.4f}; "
-        f"it should be below {figure.threshold:g} (a reference solution reaches about {figure.reference:g}, the "
-        f"noisy inputs 0.040). Train longer, then save and submit {collect.DAE_FILE} again.")
+    # varianceMNIST pixels are signed: their magnitudes are what a student recognises as digits
+    show(image_rows([("|noisy inputs|", noisy.abs()), ("|your DAE's|", denoised.abs()), ("|clean images|", clean.abs())]))
+    measure(FIGURES["dae_mse"], mse_per_pixel(denoised, clean),
+            "Your trained DAE, on held-out varianceMNIST images (noise std 0.2),", "test MSE",
+            context=f" (the noisy inputs: {mse_per_pixel(noisy, clean):.3f})",
+            close=f"Train longer, then save and submit {collect.DAE_FILE} again.",
+            far="That is hardly better than the noisy inputs: check that the output is x * sigmoid(decoder(z)) and "
+                f"that the model is trained on noisy inputs against clean targets, then submit {collect.DAE_FILE} again.")
     train_labels, test_labels = split("train")[1], split("test")[1]
     train_codes = require_tensor(out.get("train_codes"), "codes z of the training images",
                                  (len(train_labels), collect.N_COMPONENTS))
     test_codes = require_tensor(out.get("test_codes"), "codes z of the test images",
                                 (len(test_labels), collect.N_COMPONENTS))
-    accuracy = classifier_accuracy(train_codes, train_labels, test_codes, test_labels)
-    figure = FIGURES["dae_accuracy"]
-    assert figure.passes(accuracy), (
-        f"A logistic-regression classifier on the codes of your DAE reaches {accuracy:.3f} accuracy on held-out "
-        f"varianceMNIST images; it should be above {figure.threshold:g} (a reference solution reaches about "
-        f"{figure.reference:g}). Train longer (does the encoder see x.abs()?) and submit {collect.DAE_FILE} again.")
+    show(code_map(test_codes, test_labels, "your DAE's test codes z (first two principal components)"))
+    measure(FIGURES["dae_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
+            "A logistic-regression classifier on the codes of your DAE, on held-out varianceMNIST images,",
+            "accuracy", digits=3,
+            close=f"Train longer (does the encoder see x.abs()?) and submit {collect.DAE_FILE} again.")
 
 
 # --- SuperResolution -----------------------------------------------------------------------------
@@ -179,6 +191,7 @@ def interpolation_mse(clean: torch.Tensor, mode: str) -> float:
     return mse_per_pixel(F.interpolate(downsample(clean), scale_factor=2, mode=mode), clean)
 
 
+@check("test_super_resolution", collect.collect_super_resolution)
 def judge_super_resolution(out: dict, inputs: Inputs) -> None:
     """forward maps (B, 1, 14, 14) to (B, 1, 28, 28)."""
     assert out.get("module") is True, "SuperResolution should be a subclass of nn.Module."
@@ -187,6 +200,8 @@ def judge_super_resolution(out: dict, inputs: Inputs) -> None:
                        f"SuperResolution() on a batch of {batch} images (B, 1, 14, 14)", (batch, *IMAGE))
 
 
+@check("test_super_resolution_learns", collect.collect_super_resolution_learns,
+       figures=("brief_superres_mse",), trains=True)
 def judge_super_resolution_learns(out: dict, inputs: Inputs) -> None:
     """A short training run from scratch beats bicubic interpolation."""
     parameters = out.get("parameters")
@@ -195,36 +210,23 @@ def judge_super_resolution_learns(out: dict, inputs: Inputs) -> None:
         "convolutional correction added to the bicubic upsampling).")
     clean = split("test")[0][collect.superres_brief_subsets(inputs)[1]]
     output = require_tensor(out.get("output"), "SuperResolution() after a short training run", tuple(clean.shape))
-    value = mse_per_pixel(output, clean)
-    figure = FIGURES["brief_superres_mse"]
-    assert figure.passes(value), (
-        f"Your SuperResolution(), trained from scratch for {collect.SUPERRES_STEPS} Adam steps (lr 1e-3, batches "
-        f"of {collect.SUPERRES_BATCH}), reached a test MSE of {value:.4f}; bicubic interpolation gets "
-        f"{interpolation_mse(clean, 'bicubic'):.4f} and a working model below {figure.threshold:g}. Check that "
-        "the output depends on learned layers and that gradients reach them.")
+    measure(FIGURES["brief_superres_mse"], mse_per_pixel(output, clean), f"Your SuperResolution(), trained from "
+            f"scratch for {collect.SUPERRES_STEPS} Adam steps (lr 1e-3, batches of {collect.SUPERRES_BATCH}),",
+            "test MSE", context=f" (bicubic interpolation: {interpolation_mse(clean, 'bicubic'):.4f})",
+            close="Check that the output depends on learned layers and that gradients reach them.")
 
 
+@check("test_super_resolution_trained", collect.collect_super_resolution_trained, figures=("superres_mse",))
 def judge_super_resolution_trained(out: dict, inputs: Inputs) -> None:
     """The trained SuperResolution beats bicubic interpolation on held-out images by a clear margin."""
     clean = split("test")[0]
     output = require_tensor(out.get("output"), "the output of your SuperResolution", tuple(clean.shape))
-    value = mse_per_pixel(output, clean)
-    figure = FIGURES["superres_mse"]
-    assert figure.passes(value), (
-        f"Your trained SuperResolution reaches a test MSE of {value:.4f} (bicubic interpolation: "
-        f"{interpolation_mse(clean, 'bicubic'):.4f}); it should be below {figure.threshold:g} (a reference solution "
-        f"reaches about {figure.reference:g}). Train it, then save and submit {collect.SUPERRES_FILE} again.")
+    bicubic = F.interpolate(downsample(clean), scale_factor=2, mode="bicubic")
+    show(image_rows([("14x14 inputs", F.interpolate(downsample(clean), scale_factor=2, mode="nearest")),
+                     ("bicubic", bicubic), ("your SuperResolution", output), ("originals", clean)]))
+    measure(FIGURES["superres_mse"], mse_per_pixel(output, clean), "Your trained SuperResolution", "test MSE",
+            context=f" (bicubic interpolation: {mse_per_pixel(bicubic, clean):.4f})",
+            close=f"Train it, then save and submit {collect.SUPERRES_FILE} again.",
+            far="That is no better than plain interpolation: check that the learned layers correct the upsampled "
+                f"image and that the model was trained, then save and submit {collect.SUPERRES_FILE} again.")
 
-
-JUDGES = {
-    "test_add_noise": judge_add_noise,
-    "test_denoiser_trained": judge_denoiser_trained,
-    "test_mlp_denoiser": judge_mlp_denoiser,
-    "test_dae": judge_dae,
-    "test_dae_gate": judge_dae_gate,
-    "test_dae_learns": judge_dae_learns,
-    "test_dae_trained": judge_dae_trained,
-    "test_super_resolution": judge_super_resolution,
-    "test_super_resolution_learns": judge_super_resolution_learns,
-    "test_super_resolution_trained": judge_super_resolution_trained,
-}

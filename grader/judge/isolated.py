@@ -81,7 +81,8 @@ class JudgeProcess:
                     if entry.get("fault"):
                         self.faults[entry["grade_id"]] = str(entry["fault"])
                     else:
-                        verdicts[entry["grade_id"]] = Verdict(bool(entry["passed"]), str(entry["message"]))
+                        verdicts[entry["grade_id"]] = Verdict(bool(entry["passed"]), str(entry["message"]),
+                                                              tuple(entry["figures"]), tuple(entry["pictures"]))
 
     def stop_reason(self) -> str:
         """The limit that ended the child, in words; GradingFault when it ended for another reason."""
@@ -176,8 +177,8 @@ def serve(cpu_seconds: int) -> None:
                 continue
             if verdict.message.startswith(OUT_OF_MEMORY):
                 os._exit(MEMORY_EXIT)  # a fresh child judges the next cells with all its memory
-            out.write(MARK + json.dumps({"grade_id": grade_id, "passed": verdict.passed,
-                                         "message": verdict.message}) + "\n")
+            out.write(MARK + json.dumps({"grade_id": grade_id, "passed": verdict.passed, "message": verdict.message,
+                                         "figures": verdict.figures, "pictures": verdict.pictures}) + "\n")
             out.flush()
         out.write(DONE + "\n")
         out.flush()

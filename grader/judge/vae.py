@@ -15,6 +15,9 @@ from aelib.evaluation import classifier_accuracy
 from grader.collect import vae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import close, describe, require_scalar, require_tensor, require_reparameterised
+from grader.judge.pictures import code_map, image_rows
+from grader.checks import check
+from grader.judge.results import measure, number, show
 from grader.reference import VAE as FIGURES
 
 N_COMPONENTS, IMAGE = collect.N_COMPONENTS, collect.IMAGE
@@ -109,6 +112,7 @@ def gradients(value: Any, count: int) -> list[Any] | None:
 
 # --- Encoder -------------------------------------------------------------------------------------
 
+@check("test_encoder", collect.collect_encoder)
 def judge_encoder(out: dict, inputs: Inputs) -> None:
     """forward(x) returns (z_mean, z_logvar), each (B, n_components)."""
     for n in (2, N_COMPONENTS):
@@ -124,6 +128,7 @@ def judge_encoder(out: dict, inputs: Inputs) -> None:
 
 # --- sample --------------------------------------------------------------------------------------
 
+@check("test_sample", collect.collect_sample)
 def judge_sample(out: dict, inputs: Inputs) -> None:
     """Samples have mean z_mean and variance exp(z_logvar), differ between calls, and pass gradients."""
     mean, logvar = collect.sample_parameters(inputs)
@@ -189,6 +194,7 @@ def kl_hint(value: float, z_mean: torch.Tensor, z_logvar: torch.Tensor) -> str:
     return "check the formula 0.5 * sum_j (exp(lv_j) + mu_j^2 - 1 - lv_j), averaged over the batch"
 
 
+@check("test_loss_kl", collect.collect_loss_kl)
 def judge_loss_kl(out: dict, inputs: Inputs) -> None:
     """loss_kl matches the closed form (and a Monte-Carlo estimate) and is differentiable."""
     cases = collect.kl_cases(inputs)
@@ -222,6 +228,7 @@ def judge_loss_kl(out: dict, inputs: Inputs) -> None:
 
 # --- Decoder -------------------------------------------------------------------------------------
 
+@check("test_decoder", collect.collect_decoder)
 def judge_decoder(out: dict, inputs: Inputs) -> None:
     """forward(z) returns (y_mean, y_logvar), each (B, 1, 28, 28), with y_logvar above a floor."""
     for n in (2, N_COMPONENTS):
@@ -263,6 +270,7 @@ def loglik_hint(value: float, y_mean: torch.Tensor, y_logvar: torch.Tensor, x: t
     return "check the formula 0.5 * sum_d (y_logvar_d + (x_d - y_mean_d)^2 / exp(y_logvar_d)), averaged over the batch"
 
 
+@check("test_loss_loglik", collect.collect_loss_loglik)
 def judge_loss_loglik(out: dict, inputs: Inputs) -> None:
     """loss_loglik matches the Gaussian NLL with or without the constant, and is differentiable."""
     cases = collect.loglik_cases(inputs)
@@ -282,6 +290,7 @@ def judge_loss_loglik(out: dict, inputs: Inputs) -> None:
 
 # --- a short training run of the Gaussian VAE ----------------------------------------------------
 
+@check("test_vae_learns", collect.collect_vae_learns, figures=("brief_training_elbo",), trains=True)
 def judge_vae_learns(out: dict, inputs: Inputs) -> None:
     """After a short run from scratch the decoder keeps its floor and the test ELBO, computed here, improves."""
     images = collect.brief_test_images(inputs)
@@ -295,35 +304,40 @@ def judge_vae_learns(out: dict, inputs: Inputs) -> None:
         "always-black pixels to 0 and the ELBO of new images collapses.")
     before = float(negative_elbo(out.get("before"), images, "a fresh Encoder(10) and Decoder(10)").mean())
     after = float(negative_elbo(out.get("after"), images, "Encoder(10) and Decoder(10) after training").mean())
-    figure = FIGURES["brief_training_elbo"]
-    assert figure.passes(after) and after < before - 200, (
-        f"Your Encoder(10) and Decoder(10), trained from scratch for {collect.BRIEF_STEPS} Adam steps (lr 1e-3, "
-        f"batches of {collect.BRIEF_BATCH}) with a correct loss (a one-sample estimate of the negative ELBO), "
-        f"reached a test negative ELBO of {after:.1f} per image (from {before:.1f}); a working architecture gets "
-        f"below {figure.threshold:g}. Check that the decoder uses its codes, that gradients reach every layer, and "
-        "that y_logvar can go down to the floor -6.")
+    advice = ("Check that the decoder uses its codes, that gradients reach every layer, and that y_logvar can go "
+              "down to the floor -6.")
+    measure(FIGURES["brief_training_elbo"], after, f"Your Encoder(10) and Decoder(10), trained from scratch for "
+            f"{collect.BRIEF_STEPS} Adam steps (lr 1e-3, batches of {collect.BRIEF_BATCH}) with a correct loss (a "
+            "one-sample estimate of the negative ELBO),", "test negative ELBO",
+            context=f" per image (from {number(before)} before training)", close=advice)
+    assert after < before - 200, (
+        f"Your Encoder(10) and Decoder(10) barely learn: {collect.BRIEF_STEPS} Adam steps took the test negative ELBO "
+        f"per image from {number(before)} to {number(after)} (a working pair gains more than 200). {advice}")
 
 
 # --- the trained Gaussian VAE --------------------------------------------------------------------
 
+@check("test_vae_trained", collect.collect_vae_trained, figures=("gaussian_std_mse", "gaussian_test_elbo"))
 def judge_vae_trained(out: dict, inputs: Inputs) -> None:
     """The trained Gaussian VAE has a good test ELBO and its standard deviations reproduce the digits."""
     clean, noisy = collect.trained_test_set(inputs)
     value = float(negative_elbo(out, noisy, "your trained VAE").mean())
-    figure = FIGURES["gaussian_test_elbo"]
-    assert figure.passes(value), (
-        f"Your trained VAE has a negative ELBO of {value:.1f} per held-out varianceMNIST image; it should be below "
-        f"{figure.threshold:g} (a reference solution reaches about {figure.reference:g}, with the log-variance "
-        f"floor -6). Train longer, then save and submit {collect.ENCODER_FILE} and {collect.DECODER_FILE} again.")
     logvar = require_tensor(out.get("y_logvar_of_means"), "y_logvar decoded from the code means", tuple(clean.shape))
-    error = float(((torch.exp(0.5 * logvar.double()) - clean.double()) ** 2).mean())
-    figure = FIGURES["gaussian_std_mse"]
-    assert figure.passes(error), (
-        f"The standard deviations exp(y_logvar / 2) your trained VAE predicts from the code means differ from the "
-        f"clean digits by a per-pixel squared error of {error:.4f}; it should be below {figure.threshold:g} (a "
-        f"reference solution reaches about {figure.reference:g}). Train longer and submit the checkpoints again.")
+    deviations = torch.exp(0.5 * logvar.double())
+    show(image_rows([("|noisy inputs|", noisy.abs()), ("your exp(y_logvar/2)", deviations), ("clean digits", clean)]))
+    files = f"{collect.ENCODER_FILE} and {collect.DECODER_FILE}"
+    measure(FIGURES["gaussian_test_elbo"], value, "Your trained VAE, on held-out varianceMNIST images,",
+            "negative ELBO per image", context=" (with the log-variance floor -6)",
+            close=f"Train longer, then save and submit {files} again.",
+            far=f"Check the loss (the negative ELBO: Gaussian log-likelihood plus KL) and the log-variance floor, "
+                f"train, then save and submit {files} again.")
+    measure(FIGURES["gaussian_std_mse"], float(((deviations - clean.double()) ** 2).mean()),
+            "The standard deviations exp(y_logvar / 2) your trained VAE predicts from the code means",
+            "per-pixel squared error against the clean digits",
+            close="Train longer and submit the checkpoints again.")
 
 
+@check("test_vae_classifier", collect.collect_vae_codes, figures=("gaussian_accuracy",))
 def judge_vae_classifier(out: dict, inputs: Inputs) -> None:
     """A logistic-regression classifier on the code means classifies held-out digits accurately."""
     train_labels = split("train")[1][collect.classifier_subset(inputs)]
@@ -332,17 +346,16 @@ def judge_vae_classifier(out: dict, inputs: Inputs) -> None:
                                  (len(train_labels), N_COMPONENTS))
     test_codes = require_tensor(out.get("test_codes"), "code means of the test images",
                                 (len(test_labels), N_COMPONENTS))
-    accuracy = classifier_accuracy(train_codes, train_labels, test_codes, test_labels)
-    figure = FIGURES["gaussian_accuracy"]
-    assert figure.passes(accuracy), (
-        f"A logistic-regression classifier on the code means of your encoder reaches {accuracy:.3f} accuracy on "
-        f"held-out varianceMNIST images; it should be above {figure.threshold:g} (a reference solution reaches "
-        f"about {figure.reference:g}). Train longer (did you feed x.abs() to the encoder?) and submit "
-        f"{collect.ENCODER_FILE} again.")
+    show(code_map(test_codes, test_labels, "your VAE's test code means (first two principal components)"))
+    measure(FIGURES["gaussian_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
+            "A logistic-regression classifier on the code means of your encoder, on held-out varianceMNIST images,",
+            "accuracy", digits=3,
+            close=f"Train longer (did you feed x.abs() to the encoder?) and submit {collect.ENCODER_FILE} again.")
 
 
 # --- loss_bce ------------------------------------------------------------------------------------
 
+@check("test_loss_bce", collect.collect_loss_bce)
 def judge_loss_bce(out: dict, inputs: Inputs) -> None:
     """loss_bce is the mean binary cross-entropy of probabilities, and is differentiable."""
     cases = collect.bce_cases(inputs)
@@ -367,6 +380,7 @@ def judge_loss_bce(out: dict, inputs: Inputs) -> None:
 
 # --- BernoulliVAE --------------------------------------------------------------------------------
 
+@check("test_bernoulli_vae", collect.collect_bernoulli_vae)
 def judge_bernoulli_vae(out: dict, inputs: Inputs) -> None:
     """BernoulliVAE has the 784-128-64-(10, 10) / 10-64-128-784 layers and the specified methods."""
     layers, parameters = out.get("layers"), out.get("parameters")
@@ -395,30 +409,15 @@ def judge_bernoulli_vae(out: dict, inputs: Inputs) -> None:
     require_reparameterised(out.get("sampled"), "BernoulliVAE()", "self.decode")
 
 
+@check("test_bernoulli_trained", collect.collect_bernoulli_trained, figures=("bernoulli_test_bce",))
 def judge_bernoulli_trained(out: dict, inputs: Inputs) -> None:
     """The trained Bernoulli VAE reconstructs held-out images with a low binary cross-entropy."""
     images = split("test")[0]
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
-    value = float(bce(reconstructions.clamp(1e-7, 1 - 1e-7), images))
-    figure = FIGURES["bernoulli_test_bce"]
-    assert figure.passes(value), (
-        f"Your trained BernoulliVAE reconstructs held-out images (decoded from their code means) with a BCE of "
-        f"{value:.4f} per pixel; it should be below {figure.threshold:g} (a reference solution reaches about "
-        f"{figure.reference:g}, the average image 0.274). Train it for the 50 epochs, then save and submit "
-        f"{collect.BERNOULLI_FILE} again.")
+    show(image_rows([("test images", images), ("your BernoulliVAE", reconstructions)]))
+    measure(FIGURES["bernoulli_test_bce"], float(bce(reconstructions.clamp(1e-7, 1 - 1e-7), images)),
+            "Your trained BernoulliVAE, decoding held-out images from their code means,", "BCE per pixel",
+            context=" (the average image: 0.274)",
+            close=f"Train it for the 50 epochs, then save and submit {collect.BERNOULLI_FILE} again.")
 
-
-JUDGES = {
-    "test_encoder": judge_encoder,
-    "test_sample": judge_sample,
-    "test_loss_kl": judge_loss_kl,
-    "test_decoder": judge_decoder,
-    "test_loss_loglik": judge_loss_loglik,
-    "test_vae_learns": judge_vae_learns,
-    "test_vae_trained": judge_vae_trained,
-    "test_vae_classifier": judge_vae_classifier,
-    "test_loss_bce": judge_loss_bce,
-    "test_bernoulli_vae": judge_bernoulli_vae,
-    "test_bernoulli_trained": judge_bernoulli_trained,
-}

@@ -15,7 +15,6 @@ import contextlib
 import difflib
 import multiprocessing
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -29,13 +28,13 @@ from typing import Callable
 import torch
 
 from grader import notebooks, pipeline
+from grader.checks import store_calls
 from grader.collect.common import Inputs
 from grader.inprocess import Notebook, put_checkpoints
 from grader.validity.mutants import Mutant, mutants_of_cell
 
 EQUIVALENT_FILE = Path(__file__).with_name("equivalent.toml")
 INPUTS = Inputs(20261122)
-STORE_CALL = re.compile(r"store\(\s*\"(\w+)\"\s*,\s*[\w.]+\s*,\s*(.*?)\)\s*$", re.M)
 MIN_TIMEOUT = 60.0
 
 
@@ -85,8 +84,8 @@ def targets_of(name: str, source) -> list[Target]:
     """The graded solution cells of a notebook: those defining something a hidden test hands to its collector."""
     handed: dict[str, set[str]] = {}
     for grade_id, code in notebooks.hidden_tests(source).items():
-        for stored_id, arguments in STORE_CALL.findall(code):
-            handed[stored_id] = {argument.strip() for argument in arguments.split(",") if argument.strip()}
+        for call in store_calls(code):
+            handed[call.grade_id] = set(call.objects)
     targets = []
     for cell in source.cells:
         meta = cell.metadata.get("nbgrader", {}) if cell.cell_type == "code" else {}

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from grader import notebooks, pipeline
+from grader.checks import checks_of
 from grader.collect.common import Inputs
 from grader.inprocess import Notebook, put_checkpoints, reachable, variant_failures, variant_folder
 from grader.reference import Figure, figure_name, observed
@@ -30,10 +31,6 @@ SEEDS = 5
 GRADING_SEED = 20261122
 SEED_CALL = re.compile(r"\btorch\.manual_seed\((\d+)\)")
 TRAINED = ("1_ae", "2_dae", "3_vae", "5_conv_aae")  # notebooks with checkpoints (4_tsne's checks train nothing kept)
-# Hidden checks that train a model (or run t-SNE) inside the check: seconds each; every other check takes a
-# fraction of one. The test suite runs only the others under every seed (`aecourse seed-margins --variants`: all).
-TRAINING_CHECKS = frozenset({"test_autoencoder", "test_classifier", "test_dae_learns", "test_super_resolution_learns",
-                             "test_vae_learns", "test_conv_ae_learns", "test_tsne"})
 
 
 @dataclass
@@ -121,7 +118,10 @@ def table(found: list[Margin]) -> str:
 def secret_mismatches(variant, folder: Path, seeds: range, cheap: bool = False) -> list[str]:
     """Each grading seed under which a variant (checkpoints in `folder`, the current directory) fails other cells
     than it declares; `cheap`: only the checks that train nothing."""
-    grade_ids = [grade_id for grade_id in reachable(variant) if not (cheap and grade_id in TRAINING_CHECKS)]
+    # checks that train a model or run t-SNE take seconds each, every other check a fraction of one: the test suite
+    # runs only the others under every seed (`aecourse seed-margins --variants`: all)
+    checks = checks_of(variant.notebook)
+    grade_ids = [grade_id for grade_id in reachable(variant) if not (cheap and checks[grade_id].trains)]
     declared = set(variant.fails) & set(grade_ids)
     found = []
     for seed in seeds:

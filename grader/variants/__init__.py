@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 # Each notebook's variants live in grader/variants/<module>.py, its collectors and judges in grader/collect/ and grader/judge/.
-MODULES = {"1_ae": "ae", "2_dae": "dae", "3_vae": "vae", "4_tsne": "tsne", "5_conv_aae": "conv_aae"}
+from grader.checks import MODULES
 TAMPERINGS = ("missing", "garbage", "pickle_payload", "wrong_architecture", "huge", "truncated", "nan_weights")
 # Besides these, "from:<file>" submits the reference's <file> in its place (a model trained the wrong way).
 

@@ -1,0 +1,75 @@
+"""Small PNG pictures of a student's results, drawn in the TA's process for the feedback (Pillow, no plotting).
+
+`image_rows` lays rows of digits side by side (inputs, the student's outputs, the clean images);
+`scatter` draws a 2-D map coloured by digit label; `code_map` projects codes to 2-D first. Values come from
+collections, so they are clamped and NaN-free before drawing; every picture is a few kilobytes.
+"""
+from __future__ import annotations
+
+import io
+
+import torch
+from PIL import Image, ImageDraw
+
+SCALE = 2           # each 28x28 digit is drawn 56x56
+LABEL_WIDTH = 150   # pixels left of each row for its label
+COUNT = 10          # digits per row
+MAP_SIZE = 360      # pixels of a scatter map's square
+# Ten distinct colours for the digit labels 0-9.
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def png(image: Image.Image) -> bytes:
+    """The image encoded as PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def digit(values: torch.Tensor) -> Image.Image:
+    """One 28x28 image with values in [0, 1] (others clamped, NaN black), scaled up."""
+    pixels = torch.nan_to_num(values.detach().double().reshape(28, 28), nan=0.0).clamp(0, 1)
+    image = Image.fromarray((pixels * 255).round().byte().numpy(), mode="L")
+    return image.resize((28 * SCALE, 28 * SCALE), Image.NEAREST)
+
+
+def image_rows(rows: list[tuple[str, torch.Tensor]], count: int = COUNT) -> bytes:
+    """A PNG with one labelled row of the first `count` digits of each batch (N, 1, 28, 28) or (N, 784)."""
+    side, gap = 28 * SCALE, 4
+    canvas = Image.new("L", (LABEL_WIDTH + count * (side + gap), len(rows) * (side + gap) + gap), 255)
+    draw = ImageDraw.Draw(canvas)
+    for row, (label, images) in enumerate(rows):
+        top = gap + row * (side + gap)
+        draw.text((4, top + side // 2 - 6), label, fill=0)
+        for column, values in enumerate(images[:count]):
+            canvas.paste(digit(values), (LABEL_WIDTH + column * (side + gap), top))
+    return png(canvas)
+
+
+def scatter(points: torch.Tensor, labels: torch.Tensor, title: str) -> bytes:
+    """A PNG of 2-D points coloured by digit label, with a legend and a title."""
+    points = torch.nan_to_num(points.detach().double()[:, :2], nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = points.min(dim=0).values, points.max(dim=0).values
+    scaled = (points - low) / (high - low).clamp_min(1e-12) * (MAP_SIZE - 20) + 10
+    canvas = Image.new("RGB", (MAP_SIZE + 60, MAP_SIZE + 24), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 4), title, fill=(0, 0, 0))
+    for (x, y), label in zip(scaled.tolist(), labels.tolist()):
+        colour = PALETTE[int(label) % 10]
+        draw.ellipse((x - 2, y + 22, x + 2, y + 26), fill=colour)
+    for label, colour in enumerate(PALETTE):
+        top = 30 + 18 * label
+        draw.rectangle((MAP_SIZE + 20, top, MAP_SIZE + 30, top + 10), fill=colour)
+        draw.text((MAP_SIZE + 36, top - 1), str(label), fill=(0, 0, 0))
+    return png(canvas)
+
+
+def code_map(codes: torch.Tensor, labels: torch.Tensor, title: str, count: int = 2000) -> bytes:
+    """A PNG of codes projected on their first two principal components, coloured by digit label."""
+    codes = torch.nan_to_num(codes.detach().double()[:count], nan=0.0, posinf=0.0, neginf=0.0)
+    centred = codes - codes.mean(dim=0)
+    if codes.shape[1] > 2:
+        _, _, basis = torch.linalg.svd(centred, full_matrices=False)
+        centred = centred @ basis[:2].T
+    return scatter(centred, labels[:count], title)
