@@ -44,8 +44,11 @@ c.SecretInputs.secret_file = str(ROOT / ".aecourse_secret")
 # SanitizeOutputs (grader/sanitize.py) runs first on every notebook they render, and the templates sanitize too.
 c.HTMLExporter.preprocessors = ["grader.sanitize.SanitizeOutputs"]
 c.HTMLExporter.sanitize_html = True
+# `nbgrader generate_feedback` copies nothing from the autograded folder (checkpoints, aelib/) beside its pages.
+c.GenerateFeedbackApp.CourseDirectory.ignore = ["*", ".*"]
 
 try:
+    from grader import feedback
     from grader.preprocessors import autograde_preprocessors
     from grader.sandbox import sandbox_state
 except ModuleNotFoundError as error:  # the grader package is not installed: grading it would score nothing but
@@ -74,3 +77,12 @@ else:
     c.SandboxedExecute.sandboxed = _sandboxed
     c.RefuseToGrade.reason = _refusal
     c.Autograde.autograde_preprocessors = autograde_preprocessors(_refusal)
+
+    # Pages (grader/feedback.py): output text wraps at the page edge (the formgrader's submission view takes the
+    # template below). Feedback, after nbgrader's GetGrades and the sanitizer: its summary names each graded cell
+    # by grade id and task, hidden tests show as one line saying what they check, and a feedback folder keeps only
+    # its HTML pages where the formgrader writes it (its GenerateFeedback shares the formgrader's CourseDirectory).
+    c.HTMLExporter.template_file = str(feedback.PAGE_TEMPLATE)
+    c.GenerateFeedback.HTMLExporter.template_file = str(feedback.FEEDBACK_TEMPLATE)
+    c.GenerateFeedback.preprocessors = feedback.feedback_preprocessors()
+    c.GenerateFeedback.post_convert_hook = feedback.keep_only_pages(ROOT)

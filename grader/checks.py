@@ -38,7 +38,7 @@ class Check:
     @property
     def task(self) -> str:
         """What the check verifies, in one line (the judge's docstring)."""
-        return (self.judge.__doc__ or self.grade_id).strip().splitlines()[0]
+        return task_of(self.judge)
 
     @property
     def collector_path(self) -> str:
@@ -47,6 +47,12 @@ class Check:
 
 
 _REGISTRY: dict[str, dict[str, Check]] = {}
+
+
+def task_of(judge: Callable) -> str:
+    """The first line of a judge's docstring ("" without one): what its check verifies."""
+    lines = (getattr(judge, "__doc__", None) or "").strip().splitlines()
+    return " ".join(lines[0].split()) if lines else ""
 
 
 def check(grade_id: str, collector: Callable, figures: tuple[str, ...] = (), trains: bool = False):

@@ -16,6 +16,7 @@ import torch
 from grader.judge.carry import NO_RESULTS, Verdict, carry_out  # noqa: F401 (judges and tests import them from here)
 from grader.collect.common import ERROR_KEY, FAULT_KEY, SAMPLING_COPIES, Inputs, quiet, single_thread
 from grader.collect.record import RecordError, decode
+from grader.checks import task_of
 from grader.faults import GradingFault
 from grader.judge.results import Results, judging
 
@@ -60,7 +61,8 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
         except Exception as error:
             raise GradingFault(f"the judge {getattr(judge, '__name__', judge)} raised {type(error).__name__}: "
                                f"{str(error)[:500]}") from error
-    return verdict(True, "Hidden tests passed.", results)
+    task = task_of(judge)
+    return verdict(True, f"Hidden tests passed: {task}" if task else "Hidden tests passed.", results)
 
 
 def verdict(passed: bool, message: str, results: Results) -> Verdict:
