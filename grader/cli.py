@@ -175,11 +175,15 @@ def print_errors(run: parallel.ClassRun) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write the class report (HTML with plots) from the gradebook and the autograded notebooks."""
+    """Write the class report (one self-contained HTML page) from the gradebook and the autograded notebooks."""
     from grader import report
 
     root = Path(args.course).resolve()
-    path = report.write_report(root, args.db, Path(args.out) if args.out else None)
+    try:
+        path = report.write_report(root, args.db, Path(args.out) if args.out else None, args.formgrader_url)
+    except ValueError as error:  # a formgrader URL that is not http(s)
+        print(f"aecourse report: {error}", file=sys.stderr)
+        return 2
     print(f"class report written to {path}")
     return 0
 
@@ -376,10 +380,13 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=pipeline.SUBMISSION_TIMEOUT,
                        help="wall-clock seconds for all notebooks of one submission (default 600)")
     grade.add_argument("--dry-run", action="store_true", help="grade nobody: list who would be graded, and why")
-    report = add("report", cmd_report, "write the class report (HTML and plots) from the gradebook")
+    report = add("report", cmd_report, "write the class report (one self-contained HTML page) from the gradebook")
     report.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     report.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")
     report.add_argument("--out", help="HTML file to write (default: reports/class_report.html in the course)")
+    report.add_argument("--formgrader-url", default="http://localhost:8888",
+                        help="where the formgrader runs, for the report's links to each student's grading pages "
+                             "(default: http://localhost:8888)")
     serve = add("formgrader", cmd_formgrader, "open the course in nbgrader's formgrader (Ctrl-C stops it)")
     serve.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     serve.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")
