@@ -9,12 +9,15 @@ Cells without a kind are ordinary cells students may edit.
 
 Cells state the grader's figures as `{{TABLE.key.threshold}}` or `{{TABLE.key.reference:.2f}}`
 (TABLE one of `grader.reference`'s tables, an optional format spec after the colon); the build writes
-the numbers in, so the text and the grader cannot disagree.
+the numbers in, so the text and the grader cannot disagree. Training cells are marked `timed="KEY"` in
+their header; `{{TIME.KEY}}` states how long the cell takes with all 60,000 training images and
+`{{TIME.KEY.offline}}` with the offline set, both from the measurements of `benchmarks/bench_training.py`
+(grader/training_times.json).
 """
 from __future__ import annotations
 
+import json
 import os
-
 import re
 from pathlib import Path
 
@@ -34,6 +37,38 @@ HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TE
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION", re.S | re.M)
 SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 FIGURE = re.compile(r"\{\{\s*([A-Z_]+)\.(\w+)\.(reference|threshold)(?::([^}\s]+))?\s*\}\}")
+TIME = re.compile(r"\{\{\s*TIME\.(\w+)(\.offline)?\s*\}\}")
+TIMES_FILE = Path(__file__).with_name("training_times.json")
+
+
+def training_times() -> dict:
+    """The measured training times (benchmarks/bench_training.py): the machine and each timed cell's seconds."""
+    return json.loads(TIMES_FILE.read_text())
+
+
+def duration(low: float, high: float) -> str:
+    """A range of seconds in words: "20 to 35 seconds", "2 to 4 minutes"."""
+    if high < 90:
+        low, high, unit = round(low / 5) * 5 or 5, round(high / 5) * 5 or 5, "seconds"
+    else:
+        low, high, unit = round(low / 60 * 2) / 2 or 0.5, round(high / 60 * 2) / 2 or 0.5, "minutes"
+    return f"about {low:g} {unit}" if low == high else f"{low:g} to {high:g} {unit}"
+
+
+def fill_times(text: str, times: dict | None = None) -> str:
+    """Text with every `{{TIME.KEY[.offline]}}` replaced by the measured range of that timed cell."""
+    def words(match: re.Match) -> str:
+        times_now = times or training_times()
+        key, offline = match.group(1), bool(match.group(2))
+        if key == "machine":
+            return times_now["machine"].replace(", one torch thread", "")
+        cells = times_now["cells"]
+        if key not in cells:
+            raise ValueError(f"{match.group(0)} names no timed cell of {TIMES_FILE.name}; run benchmarks/bench_training.py")
+        seconds = list(cells[key]["seconds"].values())
+        scale = 1.0 if offline else cells[key]["full_scale"]
+        return duration(min(seconds) * scale, max(seconds) * scale)
+    return TIME.sub(words, text)
 
 
 def fill_figures(text: str) -> str:
@@ -71,11 +106,13 @@ def build_notebook(py_path: Path) -> nbformat.NotebookNode:
         meta = nbgrader_metadata(cell.metadata) if cell.cell_type == "code" else None
         cell_id = meta["grade_id"] if meta else f"{py_path.stem}-{index}"
         if cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(fill_figures(cell.source), id=cell_id)
+            new = nbformat.v4.new_markdown_cell(fill_times(fill_figures(cell.source)), id=cell_id)
         else:
             new = nbformat.v4.new_code_cell(fill_figures(cell.source), id=cell_id)
         if meta:
             new.metadata["nbgrader"] = meta
+        if cell.cell_type == "code" and "timed" in cell.metadata:
+            new.metadata["timed"] = str(cell.metadata["timed"])
         notebook.cells.append(new)
     nbformat.validate(notebook)
     return notebook

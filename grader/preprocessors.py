@@ -35,6 +35,7 @@ from grader.scratch import make_scratch, remove_scratch
 
 SECRET_FILE = ".aecourse_secret"
 MAX_KERNEL_TEXT = 20_000  # characters of the kernel's own output kept in a judged cell
+GRADERS_PICTURE = "[the grader's picture of your results]"  # the text form of a picture the judge drew
 
 
 def course_secret(path: Path) -> bytes:
@@ -186,7 +187,7 @@ def verdict_output(passed: bool, message: str) -> NotebookNode:
 def picture_output(picture: str) -> NotebookNode:
     """A picture the judge drew of the student's results (base64 PNG), shown under the verdict."""
     return NotebookNode(output_type="display_data", metadata={},
-                        data={"image/png": picture, "text/plain": "[the grader's picture of your results]"})
+                        data={"image/png": picture, "text/plain": GRADERS_PICTURE})
 
 
 def remove(path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from grader import notebooks, parallel, pipeline, submissions
+from grader.preprocessors import GRADERS_PICTURE
 from grader.variants import notebooks_under_test, variants_of
 from grader.variants.hostile import BASES, LEAK, PAYLOAD_FLAG, PROBE_PORT, catalogue
 
@@ -207,6 +208,15 @@ def test_feedback_is_written(graded, course, postgres_url):
     assert f"Score: {full:.1f} / {full:.1f}" in html
     failing = (feedback / "base-1_ae" / pipeline.ASSIGNMENT / "1_ae.html").read_text()
     assert "sparsity_penalty on activations of shape" in failing, "a failing cell's message is missing from feedback"
+    autograded = notebooks.read(course / "autograded" / "reference" / pipeline.ASSIGNMENT / "1_ae.ipynb")
+    shown = {cell.metadata["nbgrader"]["grade_id"]: [output.data["image/png"] for output in cell.outputs
+                                                     if output.get("data", {}).get("text/plain") == GRADERS_PICTURE]
+             for cell in autograded.cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade")}
+    assert {grade_id for grade_id, pictures in shown.items() if pictures} == {
+        "test_reconstruction", "test_classifier", "test_compression_trained", "test_sparse_trained"}
+    assert all(picture in html for pictures in shown.values() for picture in pictures), "a picture is not in feedback"
+    for figure in ("per-pixel test MSE: 0.0", "held-out accuracy: 0.8", "mean activation: 0.0"):
+        assert f"{figure}" in html and "to spare" in html, f"the passed figure {figure!r} is missing from feedback"
 
 
 def test_score_table_marks_notebooks_not_handed_in():

@@ -106,3 +106,45 @@ def test_student_code_documents_its_arguments_and_results(name):
             assert "Returns:" in doc, f"{node.name}: describe what it returns, with shapes"
             has_arguments = len(node.args.args) > (node.args.args[0].arg == "self" if node.args.args else 0)
             assert "Args:" in doc or not has_arguments, f"{node.name}: describe its arguments, with shapes"
+
+
+def test_progress_bars_redraw_rarely_in_a_notebook_and_often_in_a_terminal():
+    import io
+    import time
+
+    from aelib import training
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    redraws = {}
+    for output in (io.StringIO(), Terminal()):
+        for _ in training.progress(range(30), file=output):
+            time.sleep(0.05)
+        redraws[type(output).__name__] = output.getvalue().count("\r")
+    # 1.5 s of work: a notebook sees the first and the last state only, a terminal a few in between
+    assert redraws["StringIO"] <= 3 < redraws["Terminal"], redraws
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_training_cell_is_timed_and_its_time_quoted(name):
+    source = (pipeline.SOURCE / f"{name}.py").read_text()
+    timed = set(re.findall(r'^# %% .*timed="(\w+)"', source, flags=re.M))
+    measured = {key for key, cell in notebooks.training_times()["cells"].items() if cell["notebook"] == name}
+    assert timed == measured, "run benchmarks/bench_training.py after adding or renaming a timed cell"
+    quoted = set(re.findall(r"\{\{\s*TIME\.(\w+)", source))
+    assert timed <= quoted, f"timed cells whose time the text never states: {sorted(timed - quoted)}"
+    training = {match.start() for match in re.finditer(r"^if not skip_training:\n\s+\S*\s*=?\s*train", source, re.M)}
+    assert len(training) <= len(timed), "a training cell is not marked timed=..."
+
+
+def test_durations_read_as_ranges():
+    assert notebooks.duration(10.5 * 7.5, 11.2 * 7.5) == "80 to 85 seconds"
+    assert notebooks.duration(46.4 * 10, 74.5 * 10) == "7.5 to 12.5 minutes"
+    assert notebooks.duration(30, 31) == "about 30 seconds"
+    times = {"machine": "a CPU, one torch thread", "cells": {"x": {"full_scale": 7.5, "seconds": {"a": 4, "b": 6}}}}
+    assert notebooks.fill_times("{{TIME.x}}; {{TIME.x.offline}}; {{TIME.machine}}", times) == (
+        "30 to 45 seconds; about 5 seconds; a CPU")
+    with pytest.raises(ValueError, match="names no timed cell"):
+        notebooks.fill_times("{{TIME.y}}", times)

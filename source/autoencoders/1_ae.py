@@ -35,6 +35,11 @@
 # **`skip_training`.** While you work, keep `skip_training = False` so the training cells train and
 # save your models. Once they are saved you can set it to `True`: the notebook then loads the saved
 # models instead of training again. During grading it is always `True`.
+#
+# **Times.** The training times quoted below were measured with one thread of our test machine's
+# processor ({{TIME.machine}}), for the reference solution and for another reasonable architecture,
+# and scaled to all 60,000 training images. Your laptop may take two or three times as long; a GPU
+# takes a fraction of it.
 
 # %%
 skip_training = False
@@ -296,7 +301,7 @@ def plot(model, samples):
 # Write a training loop for an `Autoencoder(10)`: mini-batches of 64 images from `x_train`
 # (`minibatches(x_train, batch_size=64)` yields them in a random order), the loss
 # `F.mse_loss(reconstructions, images)`, and Adam with learning rate `1e-3`. About 10 epochs are
-# enough. Train on `device`, and show a progress bar over the epochs (`bar = progress(range(n_epochs))`)
+# enough ({{TIME.ae10}} on one CPU thread). Train on `device`, and show a progress bar over the epochs (`bar = progress(range(n_epochs))`)
 # whose postfix gives, after every epoch, the mean training loss and the test MSE per pixel
 # (`bar.set_postfix(train=..., test=test_mse(model))`; `test_mse`, below your function, puts the model
 # in `eval()` mode, so switch it back with `model.train()`).
@@ -369,7 +374,7 @@ def test_mse(model):
     return mse_per_pixel(reconstructions.cpu(), x_test)
 
 
-# %%
+# %% timed="ae10"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 ae10 = Autoencoder(10)
 if not skip_training:
@@ -439,7 +444,7 @@ grader.collect.common.store("test_classifier", grader.collect.ae.collect_trained
 # returns `(codes, reconstructions)` with codes of shape `(B, 32)`. It has 209,968 parameters.
 #
 # Train it with the MSE loss, Adam with learning rate 0.01 and batches of 256 for 50 epochs (the
-# cell below does it with your `train`). **Good:** a test MSE per pixel below {{AE.compression_mse.threshold}} (a reference solution
+# cell below does it with your `train`, in {{TIME.compression}} on one CPU thread). **Good:** a test MSE per pixel below {{AE.compression_mse.threshold}} (a reference solution
 # reaches about {{AE.compression_mse.reference:.3f}}).
 
 # %% kind="solution" grade_id="compression"
@@ -486,7 +491,7 @@ import grader.collect.common
 grader.collect.common.store("test_compression", grader.collect.ae.collect_compression, CompressionAutoencoder)
 ### END HIDDEN TESTS
 
-# %%
+# %% timed="compression"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 compression_ae = CompressionAutoencoder()
 if not skip_training:
@@ -520,7 +525,7 @@ grader.collect.common.store("test_compression_trained", grader.collect.ae.collec
 # steps a look at how it is doing: your `plot` on a batch of a single training image (from
 # `sample_train`) draws it beside its reconstruction. Return the list of losses of every step and leave the model in `eval()` mode.
 #
-# 50,000 steps take 5 to 7 minutes on two CPU cores (about a minute on a GPU). `AE2D_STEPS`
+# 50,000 steps take {{TIME.ae2d}} on one CPU thread (about a minute on a GPU). `AE2D_STEPS`
 # below holds the exercise's number; if you are short of time, 10,000 steps already give a readable
 # map, but say so when you discuss it. The 2-D model is not graded; `1_ae_2d.pth` is optional.
 
@@ -564,7 +569,7 @@ def train_steps(model, n_steps, lr=1e-3, batch_size=200, show_every=10_000):
     ### END SOLUTION
 
 
-# %%
+# %% timed="ae2d"
 AE2D_STEPS = 50_000  # the exercise's setting
 
 torch.manual_seed(0)  # the same initial weights and batches on every run
@@ -705,12 +710,13 @@ if not skip_training:
         show_images(rebuilt, ncol=10, title=f"after round {round_}: training loss {loss:.4f}")
 
 # %% [markdown]
-# Now the code size. The cell trains a `Stack` for 5 epochs at each size, from a very small code (2, 3)
+# Now the code size. The cell trains a `Stack` for 5 epochs at each size ({{TIME.code_sizes}} in all on one
+# CPU thread), from a very small code (2, 3)
 # to a large one (32, 50, 100), then plots the test MSE against the size and shows the ten digits
 # rebuilt at each size. Where does adding units stop helping? Is the 100-D code, longer than the
 # 100-unit hidden layer before it, any better than 50?
 
-# %%
+# %% timed="code_sizes"
 code_size_mse = {}
 if not skip_training:
     for size in (2, 3, 32, 50, 100):
@@ -775,7 +781,8 @@ grader.collect.common.store("test_sparsity_penalty", grader.collect.ae.collect_s
 # Train the compression architecture with the penalty added to the loss, at the configuration the
 # three autoencoders of the exercise share: $\rho = 0.01$, penalty weight $3 \cdot 10^{-3}$, the MSE
 # loss, Adam with learning rate 0.01, batches of 256, 50 epochs. The cell saves it to
-# `1_ae_sparse.pth` and compares how active the code units are with and without the penalty.
+# `1_ae_sparse.pth` ({{TIME.sparse}} on one CPU thread) and compares how active the code units are with
+# and without the penalty.
 #
 # **What good looks like:** on test images, the mean activation of the code units (averaged over
 # images, then over the 32 units) falls below {{AE.sparse_activation.threshold}} (a reference solution: about
@@ -785,7 +792,7 @@ grader.collect.common.store("test_sparsity_penalty", grader.collect.ae.collect_s
 # cost some reconstruction quality. Try a larger weight, such as $10^{-2}$: what happens to the
 # reconstructions when every unit is pushed to $\rho$?
 
-# %%
+# %% timed="sparse"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 sparse_ae = CompressionAutoencoder()
 if not skip_training:

@@ -34,6 +34,11 @@
 # **`skip_training`.** While you work, keep `skip_training = False` so the training cells train and
 # save your models. Once they are saved you can set it to `True`: the notebook then loads the saved
 # models instead of training again. During grading it is always `True`.
+#
+# **Times.** The training times quoted below were measured with one thread of our test machine's
+# processor ({{TIME.machine}}), for the reference solution and for another reasonable architecture,
+# and scaled to all 60,000 training images. Your laptop may take two or three times as long; a GPU
+# takes a fraction of it.
 
 # %%
 skip_training = False
@@ -263,14 +268,14 @@ print("Denoiser returns the right shape.")
 # %% [markdown]
 # ### 1.4 Training and results
 #
-# The next cell trains a `Denoiser` for 5 epochs on noisy copies of `x_train` (about 10 seconds on
-# one CPU core with the offline set of 8,000 images) and saves it to `2_dae_denoiser.pth`. Then it
+# The next cell trains a `Denoiser` for 5 epochs on noisy copies of `x_train` ({{TIME.denoiser}} on
+# one CPU thread) and saves it to `2_dae_denoiser.pth`. Then it
 # denoises a fixed noisy version of the test images, `x_test_noisy`.
 #
 # **What good looks like:** a test MSE against the clean images below {{DAE.denoiser_mse.threshold}}, far below the 0.040 of
 # the noisy inputs themselves (a reference solution: about {{DAE.denoiser_mse.reference:.3f}}).
 
-# %%
+# %% timed="denoiser"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 denoiser = Denoiser()
 if not skip_training:
@@ -312,8 +317,7 @@ print("Visible tests passed.")
 # `(codes, denoised)`, codes of shape `(B, 32)` in $(0, 1)$ and denoised images `(B, 1, 28, 28)` in
 # $(0, 1)$ (your `train` uses the images, the last element of the pair). It has 209,968 parameters.
 #
-# **What good looks like:** after the 50 epochs (about 15 seconds on two CPU cores with the offline set of 8,000 images, under
-# two minutes with all 60,000), a test MSE against the clean images
+# **What good looks like:** after the 50 epochs ({{TIME.mlp_denoiser}} on one CPU thread), a test MSE against the clean images
 # below {{DAE.mlp_denoiser_mse.threshold}} (a reference solution: about {{DAE.mlp_denoiser_mse.reference:.3f}}). The 32-unit bottleneck
 # keeps it behind the convolutional denoiser: compare the two below.
 
@@ -349,7 +353,7 @@ class MLPDenoiser(nn.Module):
         ### END SOLUTION
 
 
-# %%
+# %% timed="mlp_denoiser"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 mlp_denoiser = MLPDenoiser()
 if not skip_training:
@@ -521,9 +525,9 @@ grader.collect.common.store("test_dae_learns", grader.collect.dae.collect_dae_le
 # The cell below trains a `DAE(10)` with your `train` function: each batch of clean digits is turned
 # into varianceMNIST (the target $x$), then corrupted with `add_noise` (the input $\tilde x$). Keep the
 # two random steps apart: the model must recover the varianceMNIST draw it was given, not the clean
-# digit. 25 epochs take about 20 seconds on one CPU core; the model is saved to `2_dae_variance.pth`.
+# digit. 25 epochs take {{TIME.variance_dae}} on one CPU thread; the model is saved to `2_dae_variance.pth`.
 
-# %%
+# %% timed="variance_dae"
 def variance_pair(batch):
     """(noisy input, clean target) for a batch of MNIST digits: varianceMNIST, then Gaussian noise."""
     target = variance_mnist(batch)
@@ -686,11 +690,11 @@ grader.collect.common.store("test_super_resolution_learns", grader.collect.dae.c
 # %% [markdown]
 # ### 3.1 Training and comparison
 #
-# Three epochs take about 10 seconds on one CPU core; the model is saved to `2_dae_superres.pth`.
+# Three epochs take {{TIME.super_resolution}} on one CPU thread; the model is saved to `2_dae_superres.pth`.
 # **What good looks like:** a test MSE below {{DAE.superres_mse.threshold}}, better than bicubic interpolation (about 0.0092);
 # a reference solution reaches about {{DAE.superres_mse.reference:.4f}}.
 
-# %%
+# %% timed="super_resolution"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 super_resolution = SuperResolution()
 if not skip_training:

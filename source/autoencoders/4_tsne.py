@@ -42,9 +42,9 @@
 # make those pass their tests first: a mistake in one function can also cost the points of the
 # functions that build on it. Only the notebook is submitted; no files need to be saved.
 #
-# **`skip_training`.** The experiments (1,000 iterations on 1,000 images, a few seconds to a minute
-# each) run only while `skip_training = False`. During grading it is always `True`, so grading never
-# runs them.
+# **`skip_training`.** The experiments (1,000 iterations on 1,000 images: {{TIME.tsne_perplexity}} each for
+# the reference solution on one thread of our test machine's processor, {{TIME.machine}}) run only while
+# `skip_training = False`. During grading it is always `True`, so grading never runs them.
 
 # %%
 skip_training = False
@@ -400,7 +400,9 @@ grader.collect.common.store("test_find_sigmas", grader.collect.tsne.collect_find
 # 4. **Callback.** If `callback` is given, call it after each update with three arguments: the
 #    iteration number (counting from 1), the current map detached from the graph (`Y.detach()`) and
 #    the loss as a Python float (`loss.item()`). The experiments below use it to collect snapshots of
-#    the map and the loss curve.
+#    the map and the loss curve. `Y.detach()` shares its memory with the map that the optimiser keeps
+#    changing in place: a callback that keeps a snapshot must copy it (`Y.clone()`, as `run_tsne` below
+#    does), or every snapshot it kept ends up showing the final map.
 # 5. Return the final map, detached from the graph.
 #
 # **Good:** the hidden test runs your `tsne`, with your own helper functions, on 300 test images
@@ -556,8 +558,8 @@ def draw_snapshots(snapshots, title):
 # Run your `tsne` on the 1,000 images with plain gradient descent, learning rate 10 and $\sigma = 10$
 # for every point, for 1,000 iterations, and look at snapshots of the map and at the loss curve.
 #
-# **What to expect.** This run is far from converged after 1,000 iterations, and that is expected:
-# a reference run ends with a KL of about 0.005, $T(5) \approx {{TSNE.notebook_sgd_trustworthiness.reference:.2f}}$ and a 1-NN accuracy of about {{TSNE.notebook_sgd_1nn.reference:.2f}},
+# **What to expect.** This run ({{TIME.tsne_sgd}} for the reference solution) is far from converged after
+# 1,000 iterations, and that is expected: a reference run ends with a KL of about 0.005, $T(5) \approx {{TSNE.notebook_sgd_trustworthiness.reference:.2f}}$ and a 1-NN accuracy of about {{TSNE.notebook_sgd_1nn.reference:.2f}},
 # only a little better than a random map. Two things hold it back. First, $\sigma = 10$ is much wider
 # than the distances between neighbouring digits (part 5 finds bandwidths around 1.8), so $P$ is
 # almost uniform and says little about who is whose neighbour; that is also why its KL is so small.
@@ -566,7 +568,7 @@ def draw_snapshots(snapshots, title):
 # figures for this setting on 50 PCA components of the images: KL about 2.0 and 1-NN about 0.74),
 # while the methods below get much further.
 
-# %%
+# %% timed="tsne_sgd"
 fixed_P = symmetric_gauss_neighbour_probability(X, 10.0)
 if not skip_training:
     sgd_map, sgd_snapshots, sgd_losses, seconds = run_tsne(optimizer="sgd", learning_rate=10.0, sigma=10.0)
@@ -589,7 +591,7 @@ if not skip_training:
 # lower loss than gradient descent and a visibly more structured map, though the nearly uniform $P$
 # of $\sigma = 10$ still limits it.
 
-# %%
+# %% timed="tsne_adam"
 if not skip_training:
     adam_map, adam_snapshots, adam_losses, seconds = run_tsne(optimizer="adam", learning_rate=0.1, sigma=10.0)
     record("Adam, sigma 10", adam_map, fixed_P, seconds)
@@ -612,7 +614,7 @@ if not skip_training:
 # $T(5) \approx {{TSNE.notebook_perplexity_trustworthiness.reference:.2f}}$ and a 1-NN accuracy of about {{TSNE.notebook_perplexity_1nn.reference:.2f}}: the digits now form separate clusters.
 # **Good:** $T(5)$ above {{TSNE.notebook_perplexity_trustworthiness.threshold:g}} and 1-NN accuracy above {{TSNE.notebook_perplexity_1nn.threshold:g}}.
 
-# %%
+# %% timed="tsne_perplexity"
 sigmas = find_sigmas(X, 30.0)
 perplexity_P = symmetric_gauss_neighbour_probability(X, sigmas)
 print(f"perplexity 30: sigmas from {float(sigmas.min()):.2f} to {float(sigmas.max()):.2f}, "
@@ -643,13 +645,13 @@ if not skip_training:
 # gains. Run it on the same 1,000 images and compare KL (under the same perplexity-30 $P$),
 # trustworthiness, 1-NN accuracy and time.
 #
-# **What to expect:** a reference run takes about 3.5 s and reaches KL 0.88, $T(5) \approx {{TSNE.notebook_sklearn_trustworthiness.reference:.2f}}$ and
+# **What to expect:** a reference run (the cell below) takes {{TIME.tsne_sklearn}} and reaches KL 0.88, $T(5) \approx {{TSNE.notebook_sklearn_trustworthiness.reference:.2f}}$ and
 # 1-NN about {{TSNE.notebook_sklearn_1nn.reference:.2f}}. Your Adam run should be close in 1-NN accuracy and trustworthiness, with a higher
-# KL, and take longer: each of its iterations computes all $N^2$ pairs (a reference run: about 25 s
-# on one CPU thread, well under a second on a GPU). (The exact method, `method="exact"`, reaches KL 0.875 in about 11 s; `benchmarks/bench_tsne.py`
+# KL, and take longer: each of its iterations computes all $N^2$ pairs (a reference run of the cell:
+# {{TIME.tsne_adam}} on one CPU thread, well under a second on a GPU). (The exact method, `method="exact"`, reaches KL 0.875 in about 11 s; `benchmarks/bench_tsne.py`
 # in the course repository times it beside a vectorised implementation like yours.)
 
-# %%
+# %% timed="tsne_sklearn"
 if not skip_training:
     from sklearn.manifold import TSNE
 

@@ -33,8 +33,12 @@
 #
 # **`skip_training`.** While you work, keep `skip_training = False` so the training cells train and
 # save your models. Once they are saved you can set it to `True`: the notebook then loads the saved
-# models instead of training again. During grading it is always `True`. Training the whole notebook
-# takes about two minutes on one CPU core.
+# models instead of training again. During grading it is always `True`.
+#
+# **Times.** The training times quoted below were measured with one thread of our test machine's
+# processor ({{TIME.machine}}), for the reference solution and for another reasonable architecture,
+# and scaled to all 60,000 training images. Your laptop may take two or three times as long; a GPU
+# takes a fraction of it.
 
 # %%
 skip_training = False
@@ -277,14 +281,14 @@ def train_autoencoder(model, n_epochs, lr=1e-3, batch_size=64):
 # %% [markdown]
 # ### 1.3 Train a convolutional autoencoder with 10-D codes
 #
-# The next cell trains `nn.Sequential(ConvEncoder(10), ConvDecoder(10))` for 15 epochs (about 20
-# seconds on one CPU core) and saves it to `5_conv_aae_ae.pth`.
+# The next cell trains `nn.Sequential(ConvEncoder(10), ConvDecoder(10))` for 15 epochs
+# ({{TIME.conv_ae}} on one CPU thread) and saves it to `5_conv_aae_ae.pth`.
 #
 # **What good looks like:** a test MSE per pixel below {{CONV_AAE.ae10_mse.threshold}}, better than the reference solution of
 # notebook 1's fully connected 10-D autoencoder ({{AE.ae10_mse.reference}}, trained there for 10 epochs on the same
 # images). A reference solution reaches about {{CONV_AAE.ae10_mse.reference:.3f}}. PCA with 10 components gives 0.036, the mean image 0.067.
 
-# %%
+# %% timed="conv_ae"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 conv_ae = nn.Sequential(ConvEncoder(10), ConvDecoder(10))
 if not skip_training:
@@ -326,10 +330,10 @@ print("Visible tests passed.")
 #
 # With only two code dimensions the codes can be drawn directly. The next cell trains
 # `nn.Sequential(ConvEncoder(2), ConvDecoder(2))` for 10 epochs with your `train_autoencoder`, saves
-# it to `5_conv_aae_ae2d.pth` (not graded), and scatters the codes of the test digits coloured by
+# it to `5_conv_aae_ae2d.pth` (not graded; {{TIME.conv_ae2d}} on one CPU thread), and scatters the codes of the test digits coloured by
 # their label.
 
-# %%
+# %% timed="conv_ae2d"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 conv_ae2 = nn.Sequential(ConvEncoder(2), ConvDecoder(2))
 have_ae2d = True
@@ -468,7 +472,7 @@ grader.collect.common.store("test_conv_vae", grader.collect.conv_aae.collect_con
 # this loss, showing the mean training loss and the loss on `x_test[:1000]` in its progress bar after
 # every epoch (the test loss computed without gradients, in `eval()` mode, inside
 # `with torch.random.fork_rng():` so that sampling its codes leaves the training draws as they were);
-# return the mean training loss per epoch. The next cell trains a `ConvVAE(10)` for 15 epochs (about 15 seconds) and saves it to
+# return the mean training loss per epoch. The next cell trains a `ConvVAE(10)` for 15 epochs ({{TIME.conv_vae}} on one CPU thread) and saves it to
 # `5_conv_aae_vae.pth`.
 #
 # **What good looks like:** a test negative ELBO below {{CONV_AAE.vae_test_elbo.threshold:.0f}} nats per image (the hidden test computes
@@ -536,7 +540,7 @@ def train_vae(model, n_epochs, lr=1e-3, batch_size=64):
     ### END SOLUTION
 
 
-# %%
+# %% timed="conv_vae"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 vae = ConvVAE(10)
 if not skip_training:
@@ -766,7 +770,7 @@ grader.collect.common.store("test_generator_loss", grader.collect.conv_aae.colle
 # Show the three losses of the last batch and the test MSE (`test_loss(autoencoder)`, then back to
 # `autoencoder.train()`) in a progress bar after every epoch. A balanced game has a discriminator loss
 # around $2 \log 2 \approx 1.4$ and a generator loss around $\log 2 \approx 0.7$. The next cell
-# trains for 15 epochs (about 25 seconds) and saves the autoencoder to `5_conv_aae_aae.pth`.
+# trains for 15 epochs ({{TIME.aae}} on one CPU thread) and saves the autoencoder to `5_conv_aae_aae.pth`.
 #
 # **What good looks like:** the codes of the test digits have means within {{CONV_AAE.aae_abs_mean.threshold:g}} of 0 and variances
 # between {{CONV_AAE.aae_min_variance.threshold}} and {{CONV_AAE.aae_max_variance.threshold}} in every dimension, and a kernel two-sample statistic (MMD, below) against
@@ -824,7 +828,7 @@ def train_aae(autoencoder, discriminator, n_epochs, batch_size=64):
     ### END SOLUTION
 
 
-# %%
+# %% timed="aae"
 torch.manual_seed(0)  # the same initial weights and mini-batches on every run
 aae = nn.Sequential(ConvEncoder(8), ConvDecoder(8))
 discriminator = Discriminator(8)
