@@ -83,3 +83,9 @@ def test_outputs_outside_the_image_range_get_the_sigmoid_advice():
     images = split("test")[0]
     verdict = reconstruction_verdict(images * 100 - 50)
     assert not verdict.passed and "outside the images' [0, 1]: end the decoder with a sigmoid" in verdict.message
+
+
+def test_nan_outputs_get_advice_on_where_nan_comes_from():
+    images = split("test")[0]
+    verdict = reconstruction_verdict(torch.full_like(images, float("nan")))
+    assert not verdict.passed and "NaN or infinite" in verdict.message and "learning rate" in verdict.message

@@ -92,7 +92,10 @@ def require_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None) 
     if shape is not None:
         assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, got {tuple(value.shape)}."
     assert value.is_floating_point(), f"{what} should be a float tensor, got {value.dtype}."
-    assert torch.isfinite(value).all(), f"{what} contains NaN or infinite values."
+    assert torch.isfinite(value).all(), (
+        f"{what} contains NaN or infinite values: usually a training run that diverged (a learning rate too high) "
+        "or a log or division of zero (clamp the argument, e.g. x.clamp_min(1e-7)). Check the losses the notebook "
+        "printed while training.")
     return value
 
 
