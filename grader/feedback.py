@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import textwrap
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +38,8 @@ PAGE_TEMPLATE = TEMPLATES / "wrapped_outputs.html.j2"
 OUTPUT_WRAP_CSS = TEMPLATES / "output_wrap.css"
 # A BEGIN marker that no END marker closes: everything from it to the end of the cell is hidden.
 UNCLOSED_HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[^\n]*(\n.*)?\Z", re.S | re.M)
-HIDDEN_TESTS_LINE = "# Hidden tests (run by the course's grader): {task}; the result is shown below."
+HIDDEN_TESTS_HEADER = "# Hidden tests (run by the course's grader; the result is shown below):"
+HIDDEN_WIDTH = 96  # characters a summary line may take before it wraps (the page shows about 110)
 HIDDEN_SETUP_LINE = "# Hidden setup (run only while the course's grader grades this notebook); it is not a test."
 SETUP_TASK = "prepares the notebook for grading (no points)"
 
@@ -81,10 +83,12 @@ def cell_task(notebook: str, cell: NotebookNode) -> str:
 
 
 def hidden_line(task: str) -> str:
-    """The one comment line that stands for a hidden region: what it checks, or that it only sets up grading."""
+    """The comment that stands for a hidden region: what it checks (wrapped to the page), or that it only sets up
+    grading."""
     if not task or task == SETUP_TASK:
         return HIDDEN_SETUP_LINE
-    return HIDDEN_TESTS_LINE.format(task=" ".join(task.split()).rstrip("."))
+    lines = textwrap.wrap(" ".join(task.split()), HIDDEN_WIDTH - 4, break_long_words=False)
+    return "\n".join([HIDDEN_TESTS_HEADER, *(f"#   {line}" for line in lines)])
 
 
 def summarise_hidden(source: str, line: str) -> str:
@@ -94,7 +98,7 @@ def summarise_hidden(source: str, line: str) -> str:
     def replace(match: re.Match) -> str:
         text = match.group(0)
         indent = text[:len(text) - len(text.lstrip(" \t"))]
-        return indent + line + ("\n" if text.endswith("\n") else "")
+        return "\n".join(indent + part for part in line.split("\n")) + ("\n" if text.endswith("\n") else "")
     return UNCLOSED_HIDDEN.sub(replace, HIDDEN.sub(replace, source))
 
 

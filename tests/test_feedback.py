@@ -249,7 +249,11 @@ def test_hidden_region_replacement_keeps_indent_and_closes_an_unclosed_region():
               "y = 2\n### BEGIN HIDDEN TESTS\nz")
     assert feedback.summarise_hidden(source, "# line") == "x = 1\n    # line\ny = 2\n# line"
     assert feedback.hidden_line("Checks a thing.") == (
-        "# Hidden tests (run by the course's grader): Checks a thing; the result is shown below.")
+        "# Hidden tests (run by the course's grader; the result is shown below):\n#   Checks a thing.")
+    long = feedback.hidden_line("word " * 60)
+    assert all(len(line) <= feedback.HIDDEN_WIDTH for line in long.split("\n")) and long.count("\n") == 4
+    assert feedback.summarise_hidden("  ### BEGIN HIDDEN TESTS\n  x\n  ### END HIDDEN TESTS\n", "# a\n# b") == (
+        "  # a\n  # b\n")
     assert feedback.hidden_line(feedback.SETUP_TASK) == feedback.HIDDEN_SETUP_LINE
 
 
