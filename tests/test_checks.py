@@ -17,6 +17,7 @@ import pytest
 
 from grader import notebooks, pipeline, submissions
 from grader.collect.common import Inputs
+from grader.judge import common
 from grader.inprocess import checked, failures, put_checkpoints, reachable, variant_folder
 from grader.checks import MODULES, checks_of, store_calls
 from grader.reference import figure_name
@@ -64,12 +65,40 @@ def test_every_points_cell_is_collected_and_judged_as_its_check_declares(name):
         assert "grader.judge" not in code and "grader.reference" not in code
 
 
+class ReadKeys(common.Collected):
+    """A collection that notes every key its judge looks up (the reference run records them)."""
+    looked_up: list[tuple[set, set]] = []
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.read: set = set()
+        ReadKeys.looked_up.append((set(data), self.read))
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_reference_passes_every_hidden_check_and_reports_the_figures_declared(name, tmp_path, monkeypatch):
     monkeypatch.chdir(submission_dir(tmp_path, name))
+    monkeypatch.setattr(common, "Collected", ReadKeys)
+    ReadKeys.looked_up = []
     notebook = CHECKED[name]
     verdicts = notebook.check(notebook.namespace(), tmp_path, INPUTS)
     assert failures(verdicts) == {}
+    # every key a judge looks up on the way to passing, its collector stores (a `.get` of a key the collector never
+    # writes would pass or fail on None); keys read only to word a failure are not reached here
+    for grade_id, (stored, read) in zip(notebook.hidden, ReadKeys.looked_up, strict=True):
+        assert read <= stored, f"{grade_id}'s judge reads {sorted(read - stored)}, which its collector never stores"
     table = figure_name(next(iter(figures_of(name).values()))).split(".")[0]
     for grade_id, declared in checks_of(name).items():
         reported = sorted({figure["figure"] for figure in verdicts[grade_id].figures})
