@@ -374,14 +374,15 @@ def ignore_interrupts() -> None:
 def grade_class(root: Path, students: list[str], workers: int | None = None, scheduler: str | None = None,
                 db_url: str | None = None, force: bool = False, threads: int | None = None,
                 settings: dict[str, dict] | None = None, progress: bool = True, dry_run: bool = False,
-                **options) -> ClassRun:
+                warm: bool = True, **options) -> ClassRun:
     """Autograde `students` of the course `root` as Dask tasks; reports come back in the order given.
 
     `threads`: torch threads per student graded (default: this machine's cores shared among `workers`
     local workers; 1 on a cluster). `settings` gives some students their own `pipeline.autograde`
     keyword arguments (a shorter timeout, say). `dry_run`: grade nobody, only say in `ClassRun.reasons`
     who would be graded and why. Ctrl-C stops every task and raises `GradingInterrupted` with what was
-    graded and recorded before it.
+    graded and recorded before it. `warm`: each worker thread forks every student's nbgrader from its warm
+    grading process (grader/warm.py); False starts a fresh one per student (the same grades, slower).
     """
     started = time.time()
     root = Path(root).resolve()
@@ -411,7 +412,7 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
     state = RunState.new(root) if todo else None
     if todo:
         tasks = {student: (str(root), student, {**options, **(settings or {}).get(student, {}), "db_url": url,
-                                                 "threads": threads}, wanted, str(state.folder))
+                                                 "threads": threads, "warm": warm}, wanted, str(state.folder))
                  for student in todo}
 
         def keep(report: GradeReport) -> None:

@@ -25,6 +25,7 @@ from aelib.data import offline_split
 from grader import helper_answers, notebooks
 from grader.faults import FAULT_FILE_ENV, read_faults
 from grader.variants import Variant
+from grader.warm import WarmGraderDied, warm_grader
 
 ASSIGNMENT = "autoencoders"
 REPO = Path(__file__).resolve().parent.parent
@@ -307,17 +308,19 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=30)
 
 
-def wait_or_kill(process: subprocess.Popen, deadline: float, stop: Callable[[], bool] | None) -> tuple[str, str]:
-    """Wait for `process`: (its stderr, ""), or ("", "stopped" / "deadline") once it was killed for that."""
+def wait_or_kill(process, deadline: float, stop: Callable[[], bool] | None) -> str:
+    """Wait for `process` (a Popen or a warm child): "" once it ended, or "stopped" / "deadline" once it was killed
+    for that."""
     while True:
         try:
-            return process.communicate(timeout=STOP_POLL)[1], ""
+            process.wait(timeout=STOP_POLL)
+            return ""
         except subprocess.TimeoutExpired:
             killed = "stopped" if stop is not None and stop() else "deadline" if time.monotonic() > deadline else ""
             if killed:
                 kill_tree(process.pid)
-                process.communicate()
-                return "", killed
+                process.wait()
+                return killed
 
 
 def dies_with_caller(command: list[str]) -> list[str]:
@@ -326,10 +329,36 @@ def dies_with_caller(command: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
 
 
+LOG_TAIL = 4 * 2**20  # bytes of nbgrader's log read back (a kernel may write without end to the stderr it inherits)
+
+
+def tail(log) -> str:
+    """The last `LOG_TAIL` bytes of an open log file, as text."""
+    size = log.seek(0, os.SEEK_END)
+    log.seek(max(0, size - LOG_TAIL))
+    return log.read().decode(errors="replace")
+
+
+def start_nbgrader(args: list[str], root: Path, env: dict[str, str], log: int, pass_fds: tuple[int, ...],
+                   warm: bool):
+    """Start `nbgrader ARGS` in `root`, its log to the descriptor `log`: forked from this thread's warm grading
+    process when `warm` (grader/warm.py), else a fresh Python; it dies with the thread that started it."""
+    if warm:
+        try:
+            grader = warm_grader(dies_with_caller)
+        except WarmGraderDied:  # the fresh process grades alike, only slower to start
+            pass
+        else:
+            with open(os.devnull, "wb") as null:
+                return grader.start(args, root, env, null.fileno(), log, pass_fds)
+    return subprocess.Popen(dies_with_caller([sys.executable, "-m", "grader.nbgrader_cli", *args]), cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, pass_fds=pass_fds)
+
+
 def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, options: tuple[str, ...] = (),
               db_url: str | None = None, threads: int | None = None, pass_fds: tuple[int, ...] = (),
               environment: dict[str, str | None] | None = None,
-              stop: Callable[[], bool] | None = None) -> GradeReport:
+              stop: Callable[[], bool] | None = None, warm: bool = False) -> GradeReport:
     """Autograde one student in its own nbgrader process, so one bad submission cannot stop the batch.
 
     The submission's kernels share a wall-clock deadline (`timeout` seconds); an nbgrader process still
@@ -340,13 +369,14 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
     by the caller rather than taken from this process (None: unset). A grading fault (grader/faults.py) leaves the
     student without a score in the gradebook and is named in `fault`. `stop`: asked every half second;
     when it says True, nbgrader and its kernels are killed and the student is left without a score
-    (`interrupted`).
+    (`interrupted`). `warm`: nbgrader is forked from this thread's warm grading process (grader/warm.py)
+    instead of started afresh, which saves its imports.
     """
     started = time.time()
-    command = [sys.executable, "-m", "grader.nbgrader_cli", "autograde", ASSIGNMENT, "--student", student, "--force",
-               f"--SandboxedExecute.submission_timeout={int(timeout)}", *options]
+    args = ["autograde", ASSIGNMENT, "--student", student, "--force",
+            f"--SandboxedExecute.submission_timeout={int(timeout)}", *options]
     if db_url:
-        command.append(f"--CourseDirectory.db_url={db_url}")
+        args.append(f"--CourseDirectory.db_url={db_url}")
     base = dict(os.environ)
     for name, value in (environment or {}).items():  # None: unset here, whatever this process has
         if value is None:
@@ -355,16 +385,19 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
             base[name] = value
     env = grading_env(base)
     if threads:  # N students at once on N cores: several torch processes on a core slow down tenfold
-        command.append(f"--SandboxedKernelManager.threads={threads}")
+        args.append(f"--SandboxedKernelManager.threads={threads}")
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     handle, fault_file = tempfile.mkstemp(prefix=f"aecourse-faults-{student}-")
     os.close(handle)
     env[FAULT_FILE_ENV] = fault_file
-    process = subprocess.Popen(dies_with_caller(command), cwd=root, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True, pass_fds=pass_fds)
     report = GradeReport(student)
     try:
-        stderr, killed = wait_or_kill(process, time.monotonic() + timeout + KILL_GRACE, stop)
+        with tempfile.TemporaryFile() as log:
+            process = start_nbgrader(args, root, env, log.fileno(), pass_fds, warm)
+            try:
+                killed = wait_or_kill(process, time.monotonic() + timeout + KILL_GRACE, stop)
+            finally:
+                stderr = tail(log)
         peaks = re.findall(rf"{PEAK_MEMORY_LOG} (\d+) MiB", stderr)
         report.peak_mib = float(max(map(int, peaks))) if peaks else 0.0
         if killed == "stopped":
@@ -375,6 +408,8 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
             report.error = stderr[-2000:]
         if process.returncode < 0 and not killed:  # killed by a signal: the machine (OOM killer, an operator)
             report.fault = f"nbgrader was killed by signal {-process.returncode} while grading"
+    except WarmGraderDied as died:
+        report.error = report.fault = str(died)
     finally:
         faults = read_faults(Path(fault_file))
         os.unlink(fault_file)

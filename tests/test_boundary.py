@@ -17,6 +17,7 @@ from safetensors.torch import save
 
 from grader import pipeline
 from grader.collect.record import MAX_DEPTH, MAX_STRING, RecordError, decode, encode
+from grader.judge import isolated
 from grader.judge.isolated import GradingFault, JudgeLimits, JudgeProcess, judge_isolated
 from test_submitted import finishes
 from grader.scratch import UnsafeFile, copy_regular_tree, make_scratch, read_regular_file, remove_scratch, usage
@@ -129,9 +130,20 @@ def test_collections_break_no_cap(raw):
 
 # --- the bounded judge -----------------------------------------------------------------------------
 
-def test_the_judge_child_gives_the_same_verdicts_as_judging_in_process():
+@pytest.fixture(params=[False, True], ids=["fresh", "forked"])
+def judge_child(request, monkeypatch):
+    """Judge children started as a fresh Python, then forked from this process (as in a warm grading process)."""
+    monkeypatch.setattr(isolated, "FORK", request.param)
+    monkeypatch.setattr(isolated, "_CHILD", None)
+    yield request.param
+    if isolated._CHILD is not None:
+        isolated._CHILD.kill()
+
+
+def test_the_judge_child_gives_the_same_verdicts_as_judging_in_process(judge_child):
     carried = {"test_sparsity_penalty": b"garbage", "test_reconstruction": encode({"reconstructions": "Tensor"})}
     verdicts = judge_isolated("1_ae", carried, seed=1)
+    assert isinstance(isolated._CHILD.process, isolated.ForkedChild if judge_child else subprocess.Popen)
     assert set(verdicts) == set(carried) and not any(v.passed for v in verdicts.values())
     assert "not a safetensors collection" in verdicts["test_sparsity_penalty"].message
 

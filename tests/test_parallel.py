@@ -45,10 +45,14 @@ def students(course) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sequential(course, students) -> dict[str, dict]:
-    """Scores from plain `nbgrader autograde`, one student after another, into the course's SQLite gradebook."""
+    """Scores from plain `nbgrader autograde`, one student after another, into the course's SQLite gradebook.
+
+    Each is a fresh nbgrader process (`warm=False`); grading a class forks them from warm processes
+    (grader/warm.py), and the tests below compare every score and graded cell's feedback with these.
+    """
     graded = {}
     for student in students:
-        graded[student] = pipeline.autograde(course, student).scores
+        graded[student] = pipeline.autograde(course, student, warm=False).scores
         MESSAGES[student] = feedback_messages(course, student)
     return graded
 

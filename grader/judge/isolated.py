@@ -37,12 +37,70 @@ class JudgeLimits:
     wall_seconds: int = 600
 
 
+class ForkedChild:
+    """A judge child forked from this process (which has imported torch and the judges), held like a Popen."""
+
+    def __init__(self, limits: JudgeLimits):
+        requests, self_in = os.pipe()
+        self_out, verdicts = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.setsid()
+                from grader.warm import die_with_parent
+
+                die_with_parent()
+                os.dup2(requests, 0)
+                os.dup2(verdicts, 1)
+                for fd in (requests, verdicts, self_in, self_out):
+                    os.close(fd)
+                resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+                sys.stdin = open(0, "r", closefd=False)
+                serve(limits.cpu_seconds)
+                code = 0
+            except BaseException:  # as a fresh child's uncaught exception: exit status 1
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(requests)
+        os.close(verdicts)
+        self.stdin = os.fdopen(self_in, "wb")
+        self.stdout = os.fdopen(self_out, "rb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """Its exit status, or None while it runs."""
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        """Its exit status, once it ended."""
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+
+FORK = False  # set by grader/warm.py in the processes it forks: torch and the judges are already imported
+
+
 class JudgeProcess:
     """A child process that judges requests one at a time under the limits it was started with."""
 
     def __init__(self, limits: JudgeLimits):
         self.limits = limits
         self.faults: dict[str, str] = {}  # grade_id: the grading fault that kept it from a verdict
+        if FORK:  # the imports are done: a fork starts at once instead of importing torch again
+            self.process = ForkedChild(limits)
+            return
         command = ["prlimit", f"--as={limits.memory_bytes}", "--core=0", "--", sys.executable, "-m",
                    "grader.judge.isolated", str(limits.cpu_seconds)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
