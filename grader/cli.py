@@ -91,7 +91,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         return 0
     print(f"autograding {len(students)} student(s) on {where}, gradebook {args.db or root / 'gradebook.db'}")
     run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
-                               force=args.force, threads=args.threads, timeout=args.timeout)
+                               force=args.force, threads=args.threads, timeout=args.timeout, warm=not args.cold)
     shown = [report for report in run.reports if submitted.is_valid_student_id(report.student)]
     print(pipeline.score_table(shown, max_points(), handed_in(root, run)))
     if run.skipped:
@@ -185,6 +185,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"aecourse report: {error}", file=sys.stderr)
         return 2
     print(f"class report written to {path}")
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    """Compare every student's solution code with every other's and with the reference; write the page and CSV."""
+    from grader import similarity
+
+    root = Path(args.course).resolve()
+    threshold = similarity.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    where = f"Dask tasks on {args.scheduler}" if args.scheduler else "this process"
+    print(f"comparing the solutions of {root / 'submitted'} ({where}), threshold {threshold:g}")
+    found = similarity.write_similarity(root, args.notebooks, threshold, Path(args.out) if args.out else None,
+                                        args.scheduler)
+    for name in found.notebooks:
+        print(f"  {name}: {len(found.compared(name))} students compared in {found.results[name].seconds:.1f} s")
+    skipped = sorted(found.not_compared)
+    print(f"{len(found.pairs())} student pair(s) and {len(found.reference_matches())} student(s) matching the "
+          f"reference at or above {threshold:g}"
+          + (f"; {len(skipped)} student(s) not compared in full (listed in the page)" if skipped else ""))
+    print(f"similarity report written to {found.page} (every pair's score: {found.table})")
     return 0
 
 
@@ -380,6 +400,9 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=pipeline.SUBMISSION_TIMEOUT,
                        help="wall-clock seconds for all notebooks of one submission (default 600)")
     grade.add_argument("--dry-run", action="store_true", help="grade nobody: list who would be graded, and why")
+    grade.add_argument("--cold", action="store_true",
+                       help="start a fresh nbgrader process for every student instead of forking it from each "
+                            "worker's warm grading process (the same grades, a few seconds slower per student)")
     report = add("report", cmd_report, "write the class report (one self-contained HTML page) from the gradebook")
     report.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     report.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")
@@ -387,6 +410,17 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--formgrader-url", default="http://localhost:8888",
                         help="where the formgrader runs, for the report's links to each student's grading pages "
                              "(default: http://localhost:8888)")
+    similar = add("similarity", cmd_similarity, "compare the students' solution code with each other's and with the "
+                                                "reference (copydetect); write an HTML page and a CSV")
+    similar.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
+    similar.add_argument("--notebooks", nargs="*", help="notebook names, e.g. 1_ae (default: all)")
+    similar.add_argument("--threshold", type=float,
+                         help="list pairs whose score (the larger share of one's solution code found in the "
+                              "other's) reaches this on some notebook (default 0.5, calibrated: see the README)")
+    similar.add_argument("--out", help="HTML file to write, the CSV beside it (default: reports/similarity.html in "
+                                       "the course)")
+    similar.add_argument("--scheduler", help="address of a Dask scheduler: each notebook is one task there "
+                                             "(default: compare in this process)")
     serve = add("formgrader", cmd_formgrader, "open the course in nbgrader's formgrader (Ctrl-C stops it)")
     serve.add_argument("--course", default=str(pipeline.REPO), help="course directory (default: this repository)")
     serve.add_argument("--db", help="gradebook URL (default: the course's gradebook.db)")
