@@ -57,12 +57,15 @@ def duration(low: float, high: float) -> str:
 
 def fill_times(text: str, times: dict | None = None) -> str:
     """Text with every `{{TIME.KEY[.offline]}}` replaced by the measured range of that timed cell."""
+    if not TIME.search(text):
+        return text
+    measured = training_times() if times is None else times
+
     def words(match: re.Match) -> str:
-        times_now = times or training_times()
         key, offline = match.group(1), bool(match.group(2))
         if key == "machine":
-            return times_now["machine"].replace(", one torch thread", "")
-        cells = times_now["cells"]
+            return measured["machine"].replace(", one torch thread", "")
+        cells = measured["cells"]
         if key not in cells:
             raise ValueError(f"{match.group(0)} names no timed cell of {TIMES_FILE.name}; run benchmarks/bench_training.py")
         seconds = list(cells[key]["seconds"].values())

@@ -29,7 +29,7 @@ from traitlets import Integer, Unicode
 
 from grader.collect.layout import GRADING_DIR, INPUTS_FILE
 from grader.faults import GradingFault, report_fault
-from grader.judge.carry import carry_out
+from grader.judge.carry import VERDICT_PREFIX, carry_out
 from grader.judge.isolated import JudgeLimits, judge_isolated, prestart
 from grader.scratch import make_scratch, remove_scratch
 
@@ -179,9 +179,9 @@ def kernel_text(outputs: list) -> list[NotebookNode]:
 def verdict_output(passed: bool, message: str) -> NotebookNode:
     """The output that carries a verdict: plain text for a pass, an error (zero points) for a failure."""
     if passed:
-        return NotebookNode(output_type="stream", name="stdout", text=f"Graded by the course's grader: {message}\n")
+        return NotebookNode(output_type="stream", name="stdout", text=f"{VERDICT_PREFIX} {message}\n")
     return NotebookNode(output_type="error", ename="AssertionError", evalue=message,
-                        traceback=[f"Graded by the course's grader: {message}"])
+                        traceback=[f"{VERDICT_PREFIX} {message}"])
 
 
 def picture_output(picture: str) -> NotebookNode:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grader.judge.carry import NO_RESULTS
+from grader.judge.carry import NO_RESULTS, VERDICT_PREFIX
 from grader.parallel import RECORD_FILE, GradingRecord, gradebook_url
 from grader.pipeline import ASSIGNMENT, with_tools_on_path
 from grader.submitted import (MAX_JSON_BYTES, UnreadableFile, folder_problem, handed_in_notebooks,
@@ -54,9 +54,8 @@ TOP_ERRORS = 3           # error groups shown per cell
 LOW_TOTAL = 0.5          # a total below this fraction of the maximum needs attention
 FULL_TOLERANCE = 1e-9
 DEFAULT_FORMGRADER_URL = "http://localhost:8888"
-# What grader/preprocessors.py writes: `verdict_output` starts a verdict with this (after `kernel_text`, before any
-# `picture_output`), `kernel_text` marks an error the kernel raised with RAISED's form.
-VERDICT_PREFIX = "Graded by the course's grader:"
+# What grader/preprocessors.py writes: `verdict_output` starts a verdict with VERDICT_PREFIX (after `kernel_text`,
+# before any `picture_output`), `kernel_text` marks an error the kernel raised with RAISED's form.
 # One line each (linear time on any text): a multi-line value is cut to its first line, which is all that is shown.
 RAISED = re.compile(r"^\[your code raised (?P<name>[^:\n]*): (?P<value>[^\n]*)", re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -583,6 +582,11 @@ class Links:
         return (f"{self.formgrader}/formgrader/manage_students/{urllib.parse.quote(student, safe='')}/"
                 f"{urllib.parse.quote(ASSIGNMENT, safe='')}")
 
+    def similarity(self) -> str | None:
+        """The relative URL of the course's similarity report (`aecourse similarity`), None when there is none."""
+        path = self.root / "reports" / "similarity.html"
+        return urllib.parse.quote(os.path.relpath(path, self.folder)) if is_regular_file(path) else None
+
     def submission(self, submission_id: str | None) -> str | None:
         """The formgrader's grading page of one submitted notebook (by the gradebook's submission notebook id)."""
         if not submission_id:
@@ -829,6 +833,10 @@ def render(summary: ClassSummary, root: Path, links: Links) -> str:
     intro = (f"<p>{len(summary.students)} students with a submission ({summary.gradebook_students} in the gradebook), "
              f"{summary.max_total:g} points in all; course directory <code>{esc(root.resolve())}</code>; formgrader "
              f"links to <code>{esc(links.formgrader)}</code>; generated {when}.</p>\n")
+    similarity = links.similarity()
+    if similarity:
+        intro += (f'<p>Academic integrity: {link(similarity, "the similarity report", "aecourse similarity")} compares '
+                  "every student's solution code with the others' and with the reference.</p>\n")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
             f"<style>\n{STYLE}\n</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n" + intro + NAVIGATION
             + attention_section(summary, links) + scores_section(summary) + cells_section(summary)

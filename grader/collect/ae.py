@@ -26,10 +26,9 @@ def sample_train_batches(sample_train: Callable, inputs: Inputs) -> dict:
     few = call(sample_train, 5)
     first = call(sample_train, 200, return_labels=True)
     second = call(sample_train, 200, return_labels=True)
-    out = {"few": as_plain(few), "first_kind": type(first).__name__, "second_kind": type(second).__name__}
+    out = {"few": as_plain(few), "first_kind": type(first).__name__}
     if isinstance(first, tuple) and isinstance(second, tuple) and len(first) == len(second) == 2:
-        out.update(images=as_plain(first[0]), labels=as_plain(first[1]),
-                   images2=as_plain(second[0]), labels2=as_plain(second[1]))
+        out.update(images=as_plain(first[0]), labels=as_plain(first[1]), images2=as_plain(second[0]))
     return out
 
 

@@ -8,11 +8,11 @@ import torch
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import ae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, range_advice,
-                                 require_tensor)
+from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor,
+                                 show_and_measure)
 from grader.judge.pictures import code_map, image_rows
 from grader.checks import check
-from grader.judge.results import measure, number, show
+from grader.judge.results import measure, number
 from grader.reference import AE as FIGURES
 
 
@@ -137,13 +137,13 @@ def judge_test_mse(reconstructions: object, figure: str, model: str) -> None:
     """Reconstructions of the held-out images reach the per-pixel MSE threshold of `figure`."""
     images = split("test")[0]
     reconstructions = require_tensor(reconstructions, "reconstructions of the test images", tuple(images.shape))
-    show(image_rows([("test images", images), (f"your {model}", reconstructions)]))
-    wrong_range = range_advice(reconstructions, "reconstructions", "end the decoder with a sigmoid")
-    measure(FIGURES[figure], mse_per_pixel(reconstructions, images), f"Your trained {model}", "per-pixel test MSE",
-            close=wrong_range or "Train longer or with a larger network, then save and submit the checkpoints again.",
-            far=wrong_range or "That is far from it: compare your architecture with the task's (layers, the sigmoid at "
-                               "the end) and check the loss, train until the loss stops falling, then save and "
-                               "submit the checkpoints again.")
+    show_and_measure(image_rows([("test images", images), (f"your {model}", reconstructions)]), FIGURES[figure],
+                     mse_per_pixel(reconstructions, images), f"Your trained {model}", "per-pixel test MSE",
+                     range_check=(reconstructions, "reconstructions", "end the decoder with a sigmoid"),
+                     close="Train longer or with a larger network, then save and submit the checkpoints again.",
+                     far="That is far from it: compare your architecture with the task's (layers, the sigmoid at the "
+                         "end) and check the loss, train until the loss stops falling, then save and submit the "
+                         "checkpoints again.")
 
 
 @check("test_reconstruction", collect.collect_trained_codes, figures=("ae10_mse",))
@@ -159,12 +159,12 @@ def judge_classifier(out: dict, inputs: Inputs) -> None:
     test_labels = split("test")[1]
     test_codes = require_tensor(out["test_codes"], "codes of the test images", (len(test_labels), 10))
     train_codes = require_tensor(out["train_codes"], "codes of the training images", (len(train_labels), 10))
-    show(code_map(test_codes, test_labels, "your 10-D test codes (first two principal components)"))
-    measure(FIGURES["ae10_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
-            "A logistic-regression classifier on your 10-D codes", "held-out accuracy", digits=3,
-            close="Train the autoencoder longer, then save and submit it again.",
-            far="Codes that far from separating the digits come from an encoder that ignores its input or a model "
-                "that was not trained: check both, then save and submit again.")
+    show_and_measure(code_map(test_codes, test_labels, "your 10-D test codes (first two principal components)"),
+                     FIGURES["ae10_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
+                     "A logistic-regression classifier on your 10-D codes", "held-out accuracy", digits=3,
+                     close="Train the autoencoder longer, then save and submit it again.",
+                     far="Codes that far from separating the digits come from an encoder that ignores its input or a "
+                         "model that was not trained: check both, then save and submit again.")
 
 
 @check("test_compression", collect.collect_compression)

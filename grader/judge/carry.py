@@ -15,6 +15,8 @@ from grader.collect.layout import collected_relative
 from grader.scratch import UnsafeFile, read_regular_file
 
 MAX_COLLECTED_BYTES = 128 * 2**20
+# How every verdict's text starts in a graded notebook: grader/preprocessors.py writes it, grader/report.py finds it.
+VERDICT_PREFIX = "Graded by the course's grader:"
 
 NO_RESULTS = ("No results were collected for this cell: its hidden tests did not run to the end (an error in an "
               "earlier line of the cell, a kernel that stopped, or a resource limit). Run the whole notebook from "

@@ -18,7 +18,8 @@ from grader.collect.common import ERROR_KEY, FAULT_KEY, SAMPLING_COPIES, Inputs,
 from grader.collect.record import RecordError, decode
 from grader.checks import task_of
 from grader.faults import GradingFault
-from grader.judge.results import Results, judging
+from grader.judge.results import Results, judging, measure, show
+from grader.reference import Figure
 
 # The fully connected 784-128-32-128-784 autoencoder that 1_ae (compression, sparse) and 2_dae (denoiser) share.
 COMPRESSION_LAYERS = sorted([(128, 784), (32, 128), (128, 32), (784, 128)])
@@ -116,6 +117,20 @@ def range_advice(outputs: torch.Tensor, what: str, fix: str) -> str:
         return ""
     return (f"Your {what} range from {low:.3g} to {high:.3g}, outside the images' [0, 1]: {fix}, then train, save "
             "and submit again.")
+
+
+def show_and_measure(picture: bytes, figure: Figure, value: float, subject: str, name: str, *, close: str,
+                     far: str = "", context: str = "", digits: int = 4,
+                     range_check: tuple[torch.Tensor, str, str] | None = None) -> float:
+    """Show a picture of the student's results, then test `value` against `figure` as `results.measure` does.
+
+    `range_check` is (outputs, what they are, how to fix them) for outputs that belong in the images' [0, 1]:
+    outside it, that is the advice instead of `close` and `far`.
+    """
+    show(picture)
+    wrong_range = range_advice(*range_check) if range_check is not None else ""
+    return measure(figure, value, subject, name, close=wrong_range or close, far=wrong_range or far, context=context,
+                   digits=digits)
 
 
 def describe(value: Any) -> str:

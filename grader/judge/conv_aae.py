@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from aelib.evaluation import mse_per_pixel
 from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import close, describe, require_scalar, require_tensor, require_reparameterised, tensors_close
+from grader.judge.common import (close, describe, require_scalar, require_tensor, require_reparameterised,
+                                 show_and_measure, tensors_close)
 from grader.judge.pictures import code_map, image_rows
 from grader.checks import check
 from grader.judge.results import measure, number, show
@@ -153,11 +154,11 @@ def judge_conv_ae_trained(out: dict, inputs: Inputs) -> None:
     images = split("test")[0]
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
-    show(image_rows([("test images", images), ("your conv autoencoder", reconstructions)]))
-    measure(FIGURES["ae10_mse"], mse_per_pixel(reconstructions, images), "Your convolutional autoencoder",
-            "per-pixel test MSE", context=" (the threshold is what the fully connected 10-D autoencoder of notebook "
-                                          "1 reaches)",
-            close=f"Train it for the 15 epochs, then save and submit {collect.AE_FILE} again.")
+    show_and_measure(image_rows([("test images", images), ("your conv autoencoder", reconstructions)]),
+                     FIGURES["ae10_mse"], mse_per_pixel(reconstructions, images), "Your convolutional autoencoder",
+                     "per-pixel test MSE",
+                     context=" (the threshold is what the fully connected 10-D autoencoder of notebook 1 reaches)",
+                     close=f"Train it for the 15 epochs, then save and submit {collect.AE_FILE} again.")
 
 
 # --- ConvVAE -------------------------------------------------------------------------------------
@@ -203,10 +204,11 @@ def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
                               (len(images), collect.VAE_COMPONENTS))
     assert x_rec.min() >= 0 and x_rec.max() <= 1, (
         "x_rec of your trained ConvVAE should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
-    show(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec)]))
-    measure(FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
-            "Your trained ConvVAE, on held-out images,", "negative ELBO (BCE summed over pixels plus KL, nats)",
-            close=f"Check vae_loss, train for the 15 epochs, then save and submit {collect.VAE_FILE} again.")
+    show_and_measure(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec)]),
+                     FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
+                     "Your trained ConvVAE, on held-out images,",
+                     "negative ELBO (BCE summed over pixels plus KL, nats)",
+                     close=f"Check vae_loss, train for the 15 epochs, then save and submit {collect.VAE_FILE} again.")
 
 
 # --- Discriminator -------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from aelib.data import downsample
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import dae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, range_advice,
-                                 require_tensor)
+from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor,
+                                 show_and_measure)
 from grader.judge.pictures import code_map, image_rows
 from grader.checks import check
-from grader.judge.results import measure, number, show
+from grader.judge.results import measure, number
 from grader.reference import DAE as FIGURES
 
 IMAGE = (1, 28, 28)
@@ -83,13 +83,14 @@ def judge_denoiser_trained(out: dict, inputs: Inputs) -> None:
 def judge_denoised(denoised: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor, figure: str, model: str,
                    file: str) -> None:
     """Denoised held-out MNIST images reach the test MSE threshold of `figure` against the clean images."""
-    show(image_rows([("noisy inputs", noisy), (f"your {model}", denoised), ("clean images", clean)]))
-    wrong_range = range_advice(denoised, "denoised images", "end the network with a sigmoid")
-    measure(FIGURES[figure], mse_per_pixel(denoised, clean), f"Your trained {model}",
-            "test MSE against the clean images", context=f" (the noisy inputs: {mse_per_pixel(noisy, clean):.3f})",
-            close=wrong_range or f"Train it as described, then save and submit {file} again.",
-            far=wrong_range or f"That is hardly better than the noisy inputs: check that it is trained on noisy "
-                               f"inputs against clean targets, then save and submit {file} again.")
+    show_and_measure(image_rows([("noisy inputs", noisy), (f"your {model}", denoised), ("clean images", clean)]),
+                     FIGURES[figure], mse_per_pixel(denoised, clean), f"Your trained {model}",
+                     "test MSE against the clean images",
+                     context=f" (the noisy inputs: {mse_per_pixel(noisy, clean):.3f})",
+                     range_check=(denoised, "denoised images", "end the network with a sigmoid"),
+                     close=f"Train it as described, then save and submit {file} again.",
+                     far=f"That is hardly better than the noisy inputs: check that it is trained on noisy inputs "
+                         f"against clean targets, then save and submit {file} again.")
 
 
 @check("test_mlp_denoiser", collect.collect_mlp_denoiser, figures=("mlp_denoiser_mse",))
@@ -165,23 +166,25 @@ def judge_dae_trained(out: dict, inputs: Inputs) -> None:
     clean, noisy = collect.dae_trained_test_set(inputs)
     denoised = require_tensor(out.get("denoised"), "denoised_x of your trained DAE", tuple(clean.shape))
     # varianceMNIST pixels are signed: their magnitudes are what a student recognises as digits
-    show(image_rows([("|noisy inputs|", noisy.abs()), ("|your DAE's|", denoised.abs()), ("|clean images|", clean.abs())]))
-    measure(FIGURES["dae_mse"], mse_per_pixel(denoised, clean),
-            "Your trained DAE, on held-out varianceMNIST images (noise std 0.2),", "test MSE",
-            context=f" (the noisy inputs: {mse_per_pixel(noisy, clean):.3f})",
-            close=f"Train longer, then save and submit {collect.DAE_FILE} again.",
-            far="That is hardly better than the noisy inputs: check that the output is x * sigmoid(decoder(z)) and "
-                f"that the model is trained on noisy inputs against clean targets, then submit {collect.DAE_FILE} again.")
+    show_and_measure(image_rows([("|noisy inputs|", noisy.abs()), ("|your DAE's|", denoised.abs()),
+                                 ("|clean images|", clean.abs())]),
+                     FIGURES["dae_mse"], mse_per_pixel(denoised, clean),
+                     "Your trained DAE, on held-out varianceMNIST images (noise std 0.2),", "test MSE",
+                     context=f" (the noisy inputs: {mse_per_pixel(noisy, clean):.3f})",
+                     close=f"Train longer, then save and submit {collect.DAE_FILE} again.",
+                     far="That is hardly better than the noisy inputs: check that the output is "
+                         "x * sigmoid(decoder(z)) and that the model is trained on noisy inputs against clean "
+                         f"targets, then submit {collect.DAE_FILE} again.")
     train_labels, test_labels = split("train")[1], split("test")[1]
     train_codes = require_tensor(out.get("train_codes"), "codes z of the training images",
                                  (len(train_labels), collect.N_COMPONENTS))
     test_codes = require_tensor(out.get("test_codes"), "codes z of the test images",
                                 (len(test_labels), collect.N_COMPONENTS))
-    show(code_map(test_codes, test_labels, "your DAE's test codes z (first two principal components)"))
-    measure(FIGURES["dae_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
-            "A logistic-regression classifier on the codes of your DAE, on held-out varianceMNIST images,",
-            "accuracy", digits=3,
-            close=f"Train longer (does the encoder see x.abs()?) and submit {collect.DAE_FILE} again.")
+    show_and_measure(code_map(test_codes, test_labels, "your DAE's test codes z (first two principal components)"),
+                     FIGURES["dae_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
+                     "A logistic-regression classifier on the codes of your DAE, on held-out varianceMNIST images,",
+                     "accuracy", digits=3,
+                     close=f"Train longer (does the encoder see x.abs()?) and submit {collect.DAE_FILE} again.")
 
 
 # --- SuperResolution -----------------------------------------------------------------------------
@@ -222,11 +225,12 @@ def judge_super_resolution_trained(out: dict, inputs: Inputs) -> None:
     clean = split("test")[0]
     output = require_tensor(out.get("output"), "the output of your SuperResolution", tuple(clean.shape))
     bicubic = F.interpolate(downsample(clean), scale_factor=2, mode="bicubic")
-    show(image_rows([("14x14 inputs", F.interpolate(downsample(clean), scale_factor=2, mode="nearest")),
-                     ("bicubic", bicubic), ("your SuperResolution", output), ("originals", clean)]))
-    measure(FIGURES["superres_mse"], mse_per_pixel(output, clean), "Your trained SuperResolution", "test MSE",
-            context=f" (bicubic interpolation: {mse_per_pixel(bicubic, clean):.4f})",
-            close=f"Train it, then save and submit {collect.SUPERRES_FILE} again.",
-            far="That is no better than plain interpolation: check that the learned layers correct the upsampled "
-                f"image and that the model was trained, then save and submit {collect.SUPERRES_FILE} again.")
+    show_and_measure(image_rows([("14x14 inputs", F.interpolate(downsample(clean), scale_factor=2, mode="nearest")),
+                                 ("bicubic", bicubic), ("your SuperResolution", output), ("originals", clean)]),
+                     FIGURES["superres_mse"], mse_per_pixel(output, clean), "Your trained SuperResolution", "test MSE",
+                     context=f" (bicubic interpolation: {mse_per_pixel(bicubic, clean):.4f})",
+                     close=f"Train it, then save and submit {collect.SUPERRES_FILE} again.",
+                     far="That is no better than plain interpolation: check that the learned layers correct the "
+                         f"upsampled image and that the model was trained, then save and submit "
+                         f"{collect.SUPERRES_FILE} again.")
 

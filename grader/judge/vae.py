@@ -14,10 +14,11 @@ import torch
 from aelib.evaluation import classifier_accuracy
 from grader.collect import vae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import close, describe, require_scalar, require_tensor, require_reparameterised
+from grader.judge.common import (close, describe, require_scalar, require_tensor, require_reparameterised,
+                                 show_and_measure)
 from grader.judge.pictures import code_map, image_rows
 from grader.checks import check
-from grader.judge.results import measure, number, show
+from grader.judge.results import measure, number
 from grader.reference import VAE as FIGURES
 
 N_COMPONENTS, IMAGE = collect.N_COMPONENTS, collect.IMAGE
@@ -324,13 +325,14 @@ def judge_vae_trained(out: dict, inputs: Inputs) -> None:
     value = float(negative_elbo(out, noisy, "your trained VAE").mean())
     logvar = require_tensor(out.get("y_logvar_of_means"), "y_logvar decoded from the code means", tuple(clean.shape))
     deviations = torch.exp(0.5 * logvar.double())
-    show(image_rows([("|noisy inputs|", noisy.abs()), ("your exp(y_logvar/2)", deviations), ("clean digits", clean)]))
     files = f"{collect.ENCODER_FILE} and {collect.DECODER_FILE}"
-    measure(FIGURES["gaussian_test_elbo"], value, "Your trained VAE, on held-out varianceMNIST images,",
-            "negative ELBO per image", context=" (with the log-variance floor -6)",
-            close=f"Train longer, then save and submit {files} again.",
-            far=f"Check the loss (the negative ELBO: Gaussian log-likelihood plus KL) and the log-variance floor, "
-                f"train, then save and submit {files} again.")
+    show_and_measure(image_rows([("|noisy inputs|", noisy.abs()), ("your exp(y_logvar/2)", deviations),
+                                 ("clean digits", clean)]),
+                     FIGURES["gaussian_test_elbo"], value, "Your trained VAE, on held-out varianceMNIST images,",
+                     "negative ELBO per image", context=" (with the log-variance floor -6)",
+                     close=f"Train longer, then save and submit {files} again.",
+                     far=f"Check the loss (the negative ELBO: Gaussian log-likelihood plus KL) and the log-variance "
+                         f"floor, train, then save and submit {files} again.")
     measure(FIGURES["gaussian_std_mse"], float(((deviations - clean.double()) ** 2).mean()),
             "The standard deviations exp(y_logvar / 2) your trained VAE predicts from the code means",
             "per-pixel squared error against the clean digits",
@@ -346,11 +348,12 @@ def judge_vae_classifier(out: dict, inputs: Inputs) -> None:
                                  (len(train_labels), N_COMPONENTS))
     test_codes = require_tensor(out.get("test_codes"), "code means of the test images",
                                 (len(test_labels), N_COMPONENTS))
-    show(code_map(test_codes, test_labels, "your VAE's test code means (first two principal components)"))
-    measure(FIGURES["gaussian_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
-            "A logistic-regression classifier on the code means of your encoder, on held-out varianceMNIST images,",
-            "accuracy", digits=3,
-            close=f"Train longer (did you feed x.abs() to the encoder?) and submit {collect.ENCODER_FILE} again.")
+    accuracy = classifier_accuracy(train_codes, train_labels, test_codes, test_labels)
+    show_and_measure(code_map(test_codes, test_labels, "your VAE's test code means (first two principal components)"),
+                     FIGURES["gaussian_accuracy"], accuracy, "A logistic-regression classifier on the code means of "
+                     "your encoder, on held-out varianceMNIST images,", "accuracy", digits=3,
+                     close="Train longer (did you feed x.abs() to the encoder?) and submit "
+                           f"{collect.ENCODER_FILE} again.")
 
 
 # --- loss_bce ------------------------------------------------------------------------------------
@@ -415,9 +418,9 @@ def judge_bernoulli_trained(out: dict, inputs: Inputs) -> None:
     images = split("test")[0]
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
-    show(image_rows([("test images", images), ("your BernoulliVAE", reconstructions)]))
-    measure(FIGURES["bernoulli_test_bce"], float(bce(reconstructions.clamp(1e-7, 1 - 1e-7), images)),
-            "Your trained BernoulliVAE, decoding held-out images from their code means,", "BCE per pixel",
-            context=" (the average image: 0.274)",
-            close=f"Train it for the 50 epochs, then save and submit {collect.BERNOULLI_FILE} again.")
+    show_and_measure(image_rows([("test images", images), ("your BernoulliVAE", reconstructions)]),
+                     FIGURES["bernoulli_test_bce"], float(bce(reconstructions.clamp(1e-7, 1 - 1e-7), images)),
+                     "Your trained BernoulliVAE, decoding held-out images from their code means,", "BCE per pixel",
+                     context=" (the average image: 0.274)",
+                     close=f"Train it for the 50 epochs, then save and submit {collect.BERNOULLI_FILE} again.")
 

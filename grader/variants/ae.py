@@ -1,7 +1,7 @@
 """Variants of notebook 1_ae: wrong implementations each grade cell must catch, and correct rewrites it must accept."""
 from __future__ import annotations
 
-from grader.variants import Variant
+from grader.variants import Variant, from_reference
 
 NOTEBOOK = "1_ae"
 
@@ -10,58 +10,13 @@ def _variant(name: str, description: str, fails: set[str] = frozenset(), **kwarg
     return Variant(name=name, notebook=NOTEBOOK, description=description, fails=frozenset(fails), **kwargs)
 
 
-MLP_ENCODER = '''
-class Encoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(784, 256), nn.ReLU(),
-            nn.Linear(256, 64), nn.ReLU(),
-            nn.Linear(64, n_components),
-        )
-
-    def forward(self, x):
-        return self.layers(x)
-'''
-
-DECODER_TEMPLATE = '''
-class Decoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(n_components, 64), nn.ReLU(),
-            nn.Linear(64, 256), nn.ReLU(),
-            nn.Linear(256, 784),{sigmoid}
-            nn.Unflatten(1, (1, 28, 28)),
-        )
-
-    def forward(self, z):
-        return {body}
-'''
-
-COMPRESSION_TEMPLATE = '''
-class CompressionAutoencoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.Sigmoid(), nn.Linear(128, 32){code})
-        self.decoder = nn.Sequential(nn.Linear(32, 128), nn.Sigmoid(), nn.Linear(128, 784), nn.Sigmoid(),
-                                     nn.Unflatten(1, (1, 28, 28)))
-
-    def forward(self, x):
-        codes = self.encoder(x)
-        return codes, self.decoder(codes)
-'''
-
-BUILDERS_TEMPLATE = '''
-def make_encoder(DIM):
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, {hidden}), nn.ReLU(), nn.Linear({hidden}, DIM){code})
+def _edit(grade_id: str, *replacements: tuple[str, str]) -> dict[str, str]:
+    """The cells of a variant that changes the reference solution of `grade_id` by `replacements`."""
+    return {grade_id: from_reference(NOTEBOOK, grade_id, *replacements)}
 
 
-def make_decoder(DIM):
-    return nn.Sequential(nn.Linear(DIM, {hidden}), nn.ReLU(), nn.Linear({hidden}, 784), nn.Sigmoid(),
-                         nn.Unflatten(1, (1, 28, 28)))
-'''
+# The decoder's output sigmoid, left out.
+DECODER_SIGMOID = ("nn.Linear(256, 784), nn.Sigmoid(),", "nn.Linear(256, 784),")
 
 BUILDERS_AS_CLASSES = '''
 class TanhEncoder(nn.Module):
@@ -94,17 +49,6 @@ def sparsity_penalty(activations, rho=0.01):
     return kl_divergence(Bernoulli(probs=torch.full_like(rho_hat, rho)), Bernoulli(probs=rho_hat)).sum()
 '''
 
-AUTOENCODER_TEMPLATE = '''
-class Autoencoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.encoder = Encoder(n_components)
-        self.decoder = Decoder(n_components)
-
-    def forward(self, x):
-        {body}
-'''
-
 WRONG = [
     _variant("sample_train_from_test", "sample_train draws from the test images", {"test_sample_train"},
              cells={"sample_train": '''
@@ -122,35 +66,30 @@ def sample_train(N, return_labels=False):
 '''}),
     _variant("decoder_without_sigmoid", "the decoder's output is not squashed into [0, 1]",
              {"test_encoder_decoder", "test_reconstruction"},
-             cells={"encoder_decoder": MLP_ENCODER + DECODER_TEMPLATE.format(sigmoid="", body="self.layers(z)")}),
+             cells=_edit("encoder_decoder", DECODER_SIGMOID)),
     _variant("decoder_ignores_codes", "the decoder multiplies its codes by zero, so it can only learn the mean image",
              {"test_autoencoder", "test_reconstruction"},
-             cells={"encoder_decoder": MLP_ENCODER + DECODER_TEMPLATE.format(sigmoid=" nn.Sigmoid(),",
-                                                                             body="self.layers(0 * z)")}),
+             cells=_edit("encoder_decoder", ("return self.layers(z)", "return self.layers(0 * z)"))),
     _variant("autoencoder_swapped_outputs", "forward returns (reconstructions, codes)", {"test_autoencoder"},
-             cells={"autoencoder": AUTOENCODER_TEMPLATE.format(
-                 body="codes = self.encoder(x)\n        return self.decoder(codes), codes")}),
+             cells=_edit("autoencoder", ("return codes, self.decoder(codes)", "return self.decoder(codes), codes"))),
     _variant("compression_linear_code", "the 32-unit code layer has no sigmoid",
              {"test_compression", "test_compression_trained", "test_sparse_trained"},
-             cells={"compression": COMPRESSION_TEMPLATE.format(code="")}),
+             cells=_edit("compression", ("nn.Linear(128, 32), nn.Sigmoid())", "nn.Linear(128, 32))"))),
     _variant("sparsity_mean_over_units", "the KL terms are averaged over units instead of summed",
-             {"test_sparsity_penalty"}, cells={"sparsity_penalty": '''
-def sparsity_penalty(activations, rho=0.01):
-    rho_hat = activations.mean(dim=0)
-    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).mean()
-'''}),
+             {"test_sparsity_penalty"},
+             cells=_edit("sparsity_penalty", ("(1 - rho_hat))).sum()", "(1 - rho_hat))).mean()"))),
     _variant("sparsity_rho_hat_per_example", "rho_hat is averaged over the units of each example, not over the batch",
-             {"test_sparsity_penalty"}, cells={"sparsity_penalty": '''
-def sparsity_penalty(activations, rho=0.01):
-    rho_hat = activations.mean(dim=1)
-    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
-'''}),
+             {"test_sparsity_penalty"},
+             cells=_edit("sparsity_penalty", ("activations.mean(dim=0)", "activations.mean(dim=1)"))),
     _variant("builders_without_tanh", "make_encoder leaves the code unbounded (no Tanh)", {"test_builders"},
-             cells={"builders": BUILDERS_TEMPLATE.format(hidden=100, code="")}),
+             cells=_edit("builders", ("nn.Linear(100, DIM), nn.Tanh())", "nn.Linear(100, DIM))"))),
     _variant("builders_sigmoid_code", "make_encoder squashes the code with a sigmoid, into (0, 1)", {"test_builders"},
-             cells={"builders": BUILDERS_TEMPLATE.format(hidden=100, code=", nn.Sigmoid()")}),
+             cells=_edit("builders", ("nn.Linear(100, DIM), nn.Tanh())", "nn.Linear(100, DIM), nn.Sigmoid())"))),
     _variant("builders_hidden_128", "the builders use 128 hidden units instead of 100", {"test_builders"},
-             cells={"builders": BUILDERS_TEMPLATE.format(hidden=128, code=", nn.Tanh()")}),
+             cells=_edit("builders", ("nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, DIM)",
+                                      "nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, DIM)"),
+                         ("nn.Linear(DIM, 100), nn.ReLU(), nn.Linear(100, 784)",
+                          "nn.Linear(DIM, 128), nn.ReLU(), nn.Linear(128, 784)"))),
     _variant("sparse_trained_without_penalty", "1_ae_sparse.pth holds the compression autoencoder, trained without the penalty",
              {"test_sparse_trained"}, files={"1_ae_sparse.pth": "from:1_ae_compression.pth"}),
     _variant("missing_sparse_checkpoint", "1_ae_sparse.pth was not submitted", {"test_sparse_trained"},
@@ -175,10 +114,11 @@ def sample_train(N, return_labels=False):
     return images, y_train[idx]
 '''}),
     _variant("functional_sigmoid_decoder", "the decoder applies torch.sigmoid in forward",
-             cells={"encoder_decoder": MLP_ENCODER + DECODER_TEMPLATE.format(
-                 sigmoid="", body="torch.sigmoid(self.layers[:-1](z)).view(-1, 1, 28, 28)")}),
-    _variant("autoencoder_written_out", "forward names every step", cells={"autoencoder": AUTOENCODER_TEMPLATE.format(
-        body="z = self.encoder(x)\n        x_hat = self.decoder(z)\n        return (z, x_hat)")}),
+             cells=_edit("encoder_decoder", DECODER_SIGMOID, (
+                 "return self.layers(z)", "return torch.sigmoid(self.layers[:-1](z)).view(-1, 1, 28, 28)"))),
+    _variant("autoencoder_written_out", "forward names every step", cells=_edit("autoencoder", (
+        "codes = self.encoder(x)\n        return codes, self.decoder(codes)",
+        "z = self.encoder(x)\n        x_hat = self.decoder(z)\n        return (z, x_hat)"))),
     _variant("sparsity_with_distributions", "the KL divergence of two Bernoulli distributions from torch.distributions",
              cells={"sparsity_penalty": SPARSITY_WITH_DISTRIBUTIONS}),
     _variant("builders_as_classes", "the builders are nn.Module classes with torch.tanh and torch.sigmoid in forward",

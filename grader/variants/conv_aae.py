@@ -9,7 +9,7 @@ check included (the interface and short training ones too).
 """
 from __future__ import annotations
 
-from grader.variants import Variant
+from grader.variants import Variant, from_reference, reference_definition
 
 NOTEBOOK = "5_conv_aae"
 TRAINED = {"test_conv_ae_trained", "test_conv_vae_trained", "test_aae_trained"}
@@ -20,20 +20,7 @@ def _variant(name: str, description: str, fails: set[str] = frozenset(), **kwarg
 
 
 # The reference ConvDecoder, kept beside a rewritten ConvEncoder.
-REFERENCE_DECODER = '''
-class ConvDecoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(n_components, 32 * 7 * 7), nn.ReLU(),
-            nn.Unflatten(1, (32, 7, 7)),
-            nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1), nn.Sigmoid(),
-        )
-
-    def forward(self, z):
-        return self.layers(z)
-'''
+REFERENCE_DECODER = reference_definition(NOTEBOOK, "conv_encoder_decoder", "ConvDecoder")
 
 MLP_ENCODER = '''
 class ConvEncoder(nn.Module):
@@ -119,18 +106,6 @@ class ConvVAE(nn.Module):
         return self.decoder(z), z_mean, z_logvar
 '''
 
-# The reference ConvVAE layout (so the reference checkpoint loads) with another forward.
-VAE_TEMPLATE = '''
-class ConvVAE(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.encoder = ConvEncoder(2 * n_components)
-        self.decoder = ConvDecoder(n_components)
-
-    def forward(self, x):
-{forward}
-'''
-
 OTHER_DISCRIMINATOR = '''
 class Discriminator(nn.Module):
     """Two hidden layers of 64 leaky-ReLU units, written layer by layer."""
@@ -147,20 +122,20 @@ class Discriminator(nn.Module):
         return self.out(h)
 '''
 
-SIGMOID_DISCRIMINATOR = '''
-class Discriminator(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(n_components, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                                    nn.Linear(128, 1), nn.Sigmoid())
-
-    def forward(self, z):
-        return self.layers(z)
-'''
+SIGMOID_DISCRIMINATOR = from_reference(NOTEBOOK, "discriminator",
+                                       ("nn.Linear(128, 1),", "nn.Linear(128, 1), nn.Sigmoid(),"))
 
 
 def _indent(code: str) -> str:
     return "\n".join("        " + line for line in code.strip().splitlines())
+
+
+def _vae_forward(forward: str) -> dict[str, str]:
+    """The reference ConvVAE (its layers, so the reference checkpoint loads) with another forward."""
+    return {"conv_vae": from_reference(NOTEBOOK, "conv_vae", (
+        "z_mean, z_logvar = self.encoder(x).chunk(2, dim=1)\n"
+        "        z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)\n"
+        "        return self.decoder(z), z_mean, z_logvar", _indent(forward).lstrip()))}
 
 
 WRONG = [
@@ -170,24 +145,22 @@ WRONG = [
              {"test_conv_encoder_decoder", "test_conv_vae"} | TRAINED,
              cells={"conv_encoder_decoder": LINEAR_FIRST_ENCODER}),
     _variant("vae_decodes_the_mean", "ConvVAE.forward decodes z_mean without sampling", {"test_conv_vae"},
-             cells={"conv_vae": VAE_TEMPLATE.format(forward=_indent('''
+             cells=_vae_forward('''
 z_mean, z_logvar = self.encoder(x).chunk(2, dim=1)
 return self.decoder(z_mean), z_mean, z_logvar
-'''))}),
+''')),
     _variant("vae_std_is_the_variance", "ConvVAE samples with exp(z_logvar) as the standard deviation", {"test_conv_vae"},
-             cells={"conv_vae": VAE_TEMPLATE.format(forward=_indent('''
+             cells=_vae_forward('''
 z_mean, z_logvar = self.encoder(x).chunk(2, dim=1)
 return self.decoder(z_mean + torch.exp(z_logvar) * torch.randn_like(z_mean)), z_mean, z_logvar
-'''))}),
+''')),
     _variant("discriminator_with_sigmoid", "Discriminator ends with a sigmoid: probabilities, not logits",
              {"test_discriminator"}, cells={"discriminator": SIGMOID_DISCRIMINATOR}),
     _variant("discriminator_loss_labels_swapped", "discriminator_loss labels prior samples 0 and codes 1",
-             {"test_discriminator_loss"}, cells={"discriminator_loss": '''
-def discriminator_loss(d_prior_logits, d_code_logits):
-    real = F.binary_cross_entropy_with_logits(d_prior_logits, torch.zeros_like(d_prior_logits))
-    fake = F.binary_cross_entropy_with_logits(d_code_logits, torch.ones_like(d_code_logits))
-    return real + fake
-'''}),
+             {"test_discriminator_loss"}, cells={"discriminator_loss": from_reference(
+                 NOTEBOOK, "discriminator_loss",
+                 ("torch.ones_like(d_prior_logits)", "torch.zeros_like(d_prior_logits)"),
+                 ("torch.zeros_like(d_code_logits)", "torch.ones_like(d_code_logits)"))}),
     _variant("discriminator_loss_sigmoid_then_logits", "discriminator_loss applies a sigmoid, then BCE with logits",
              {"test_discriminator_loss"}, cells={"discriminator_loss": '''
 def discriminator_loss(d_prior_logits, d_code_logits):
@@ -238,12 +211,12 @@ def generator_loss(d_code_logits):
 '''}),
     _variant("vae_rsample_and_other_discriminator",
              "ConvVAE samples with torch.distributions (same layers); a leaky-ReLU Discriminator of width 64",
-             cells={"conv_vae": VAE_TEMPLATE.format(forward=_indent('''
+             cells={**_vae_forward('''
 from torch.distributions import Normal
 z_mean, z_logvar = torch.chunk(self.encoder(x), 2, dim=-1)
 q = Normal(z_mean, (z_logvar / 2).exp())
 return self.decoder(q.rsample()), z_mean, z_logvar
-''')), "discriminator": OTHER_DISCRIMINATOR}),
+'''), "discriminator": OTHER_DISCRIMINATOR}),
     _variant("other_architectures_retrained",
              "max-pooling encoder, upsampling decoder, a two-head ConvVAE and another discriminator, trained by the student",
              retrain=True, cells={"conv_encoder_decoder": POOLING_ENCODER_UPSAMPLING_DECODER,

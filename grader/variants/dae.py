@@ -7,13 +7,18 @@ cells that need the gate, and so on.
 """
 from __future__ import annotations
 
-from grader.variants import Variant
+from grader.variants import Variant, from_reference
 
 NOTEBOOK = "2_dae"
 
 
 def _variant(name: str, description: str, fails: set[str] = frozenset(), **kwargs) -> Variant:
     return Variant(name=name, notebook=NOTEBOOK, description=description, fails=frozenset(fails), **kwargs)
+
+
+def _edit(grade_id: str, *replacements: tuple[str, str]) -> dict[str, str]:
+    """The cells of a variant that changes the reference solution of `grade_id` by `replacements`."""
+    return {grade_id: from_reference(NOTEBOOK, grade_id, *replacements)}
 
 
 def _add_noise(body: str) -> dict[str, str]:
@@ -24,128 +29,70 @@ def _indent(code: str, spaces: int = 8) -> str:
     return "\n".join(" " * spaces + line for line in code.strip().splitlines())
 
 
-# The reference DAE's layers (so the reference checkpoint loads) with forward left open.
-DAE_TEMPLATE = '''
-class DAE(nn.Module):
-    def __init__(self, n_components=10):
-        super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(784, 250), nn.ReLU(),
-            nn.Linear(250, 250), nn.ReLU(),
-            nn.Linear(250, {code_size}),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear({code_size}, 250), nn.ReLU(),
-            nn.Linear(250, 250), nn.ReLU(),
-            nn.Linear(250, 784),
-            nn.Unflatten(1, (1, 28, 28)),
-        )
-
-    def forward(self, x):
-{forward}
-'''
+# The bodies of the reference's forward methods that variants rewrite (keeping the layers, so the reference
+# checkpoints still load).
+DAE_FORWARD = "z = self.encoder(x.abs())\n        return z, x * torch.sigmoid(self.decoder(z))"
+SUPERRES_FORWARD = ('upsampled = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)\n'
+                    '        return upsampled + self.correction(x)')
 
 
-def _dae(forward: str, code_size: str = "n_components") -> dict[str, str]:
-    return {"dae": DAE_TEMPLATE.format(code_size=code_size, forward=_indent(forward))}
+def _dae_forward(forward: str) -> dict[str, str]:
+    """The reference DAE with another forward."""
+    return _edit("dae", (DAE_FORWARD, _indent(forward).lstrip()))
 
 
-# The reference SuperResolution's layers with forward left open (and one layer size to change).
-SUPERRES_TEMPLATE = '''
-class SuperResolution(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.correction = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 16, {kernel}, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 1, 3, padding=1),
-        )
-
-    def forward(self, x):
-{forward}
-'''
-
-
-def _superres(forward: str, kernel: int = 4) -> dict[str, str]:
-    return {"super_resolution": SUPERRES_TEMPLATE.format(kernel=kernel, forward=_indent(forward))}
-
-
-MLP_DENOISER_TEMPLATE = '''
-class MLPDenoiser(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.Sigmoid(), nn.Linear(128, {code}), {code_activation})
-        self.decoder = nn.Sequential(nn.Linear({code}, 128), nn.Sigmoid(), nn.Linear(128, 784), {output_activation},
-                                     nn.Unflatten(1, (1, 28, 28)))
-
-    def forward(self, x):
-        codes = self.encoder(x)
-        return codes, self.decoder(codes)
-'''
-
-
-def _mlp_denoiser(code: int = 32, code_activation: str = "nn.Sigmoid()", output_activation: str = "nn.Sigmoid()") -> dict:
-    """The cells of an MLPDenoiser with the given code size and activations."""
-    return {"mlp_denoiser": MLP_DENOISER_TEMPLATE.format(code=code, code_activation=code_activation,
-                                                         output_activation=output_activation)}
+def _superres_forward(forward: str, *replacements: tuple[str, str]) -> dict[str, str]:
+    """The reference SuperResolution with another forward (and `replacements` in its layers)."""
+    return _edit("super_resolution", *replacements, (SUPERRES_FORWARD, _indent(forward).lstrip()))
 
 
 WRONG = [
     # add_noise
     _variant("noise_clipped", "add_noise clips the noisy images to [0, 1]", {"test_add_noise"},
-             cells=_add_noise("return torch.clamp(x + std * torch.randn_like(x), 0.0, 1.0)")),
+             cells=_edit("add_noise", ("x + std * torch.randn_like(x)",
+                                       "torch.clamp(x + std * torch.randn_like(x), 0.0, 1.0)"))),
     _variant("noise_std_squared", "add_noise scales the noise by std ** 2 (the variance)", {"test_add_noise"},
-             cells=_add_noise("return x + std ** 2 * torch.randn_like(x)")),
+             cells=_edit("add_noise", ("std * torch", "std ** 2 * torch"))),
     _variant("noise_fixed_seed", "add_noise fixes the seed inside, so every call adds the same noise",
-             {"test_add_noise"}, cells=_add_noise('''
-torch.manual_seed(0)
-return x + std * torch.randn_like(x)
-''')),
+             {"test_add_noise"}, cells=_edit("add_noise", ("    return", "    torch.manual_seed(0)\n    return"))),
     _variant("noise_in_place", "add_noise adds the noise to x in place", {"test_add_noise"},
-             cells=_add_noise("return x.add_(std * torch.randn_like(x))")),
+             cells=_edit("add_noise", ("x + std * torch.randn_like(x)", "x.add_(std * torch.randn_like(x))"))),
     _variant("noise_one_value_per_image", "add_noise draws one noise value per image, broadcast over its pixels",
-             {"test_add_noise"}, cells=_add_noise("return x + std * torch.randn(len(x), 1, 1, 1)")),
+             {"test_add_noise"}, cells=_edit("add_noise", ("torch.randn_like(x)", "torch.randn(len(x), 1, 1, 1)"))),
     # MLPDenoiser
     _variant("mlp_denoiser_relu_code", "MLPDenoiser's code layer uses a ReLU instead of a sigmoid",
-             {"test_mlp_denoiser"}, cells=_mlp_denoiser(code_activation="nn.ReLU()")),
+             {"test_mlp_denoiser"},
+             cells=_edit("mlp_denoiser", ("nn.Linear(128, 32), nn.Sigmoid())", "nn.Linear(128, 32), nn.ReLU())"))),
     _variant("mlp_denoiser_without_output_sigmoid", "MLPDenoiser's output layer has no sigmoid",
-             {"test_mlp_denoiser"}, cells=_mlp_denoiser(output_activation="nn.Identity()")),
+             {"test_mlp_denoiser"}, cells=_edit("mlp_denoiser", ("nn.Linear(128, 784), nn.Sigmoid(),",
+                                                                 "nn.Linear(128, 784), nn.Identity(),"))),
     _variant("mlp_denoiser_code_64", "MLPDenoiser has a 64-unit code instead of 32", {"test_mlp_denoiser"},
-             cells=_mlp_denoiser(code=64)),
+             cells=_edit("mlp_denoiser", ("nn.Linear(128, 32)", "nn.Linear(128, 64)"),
+                         ("nn.Linear(32, 128)", "nn.Linear(64, 128)"))),
     _variant("missing_mlp_checkpoint", "2_dae_mlp.pth was not submitted", {"test_mlp_denoiser"},
              files={"2_dae_mlp.pth": "missing"}),
     # Denoiser
     _variant("denoiser_without_sigmoid", "the Denoiser's last sigmoid is missing (the checkpoint still loads)",
-             {"test_denoiser_trained"}, cells={"denoiser": '''
-class Denoiser(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
-                                     nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU())
-        self.decoder = nn.Sequential(nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
-                                     nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1))
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
-'''}),
+             {"test_denoiser_trained"},
+             cells=_edit("denoiser", ("nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1), nn.Sigmoid(),",
+                                      "nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1),"))),
     # DAE
     _variant("dae_without_gate", "the DAE returns the decoder's output, a plain autoencoder",
              {"test_dae_gate", "test_dae_learns", "test_dae_trained"},
-             cells=_dae("z = self.encoder(x.abs())\nreturn z, self.decoder(z)")),
+             cells=_edit("dae", ("x * torch.sigmoid(self.decoder(z))", "self.decoder(z)"))),
     _variant("dae_additive_gate", "the DAE adds the decoder's output to its input instead of gating it",
              {"test_dae_gate", "test_dae_learns", "test_dae_trained"},
-             cells=_dae("z = self.encoder(x.abs())\nreturn z, x + self.decoder(z)")),
+             cells=_edit("dae", ("x * torch.sigmoid(self.decoder(z))", "x + self.decoder(z)"))),
     _variant("dae_gate_on_constant", "the DAE gates a constant image of ones instead of its input",
              {"test_dae_gate", "test_dae_learns", "test_dae_trained"},
-             cells=_dae("z = self.encoder(x.abs())\nreturn z, torch.ones_like(x) * torch.sigmoid(self.decoder(z))")),
+             cells=_edit("dae", ("return z, x *", "return z, torch.ones_like(x) *"))),
     _variant("dae_gate_on_abs", "the DAE gates |x|, losing the signs of the pixels (the gate test cannot see it)",
              {"test_dae_learns", "test_dae_trained"},
-             cells=_dae("z = self.encoder(x.abs())\nreturn z, x.abs() * torch.sigmoid(self.decoder(z))")),
+             cells=_edit("dae", ("return z, x *", "return z, x.abs() *"))),
     _variant("dae_fixed_code_size", "the DAE ignores n_components and always makes 16-D codes",
              {"test_dae", "test_dae_trained"},
-             cells=_dae("z = self.encoder(x.abs())\nreturn z, x * torch.sigmoid(self.decoder(z))", code_size="16")),
+             cells=_edit("dae", ("nn.Linear(250, n_components)", "nn.Linear(250, 16)"),
+                         ("nn.Linear(n_components, 250)", "nn.Linear(16, 250)"))),
     # SuperResolution
     _variant("superres_bicubic_only", "SuperResolution is bicubic interpolation with nothing to learn",
              {"test_super_resolution_learns", "test_super_resolution_trained"}, cells={"super_resolution": '''
@@ -155,11 +102,13 @@ class SuperResolution(nn.Module):
 '''}),
     _variant("superres_correction_unused", "SuperResolution has the layers but returns the bicubic upsampling only",
              {"test_super_resolution_learns", "test_super_resolution_trained"},
-             cells=_superres("return F.interpolate(x, scale_factor=2, mode='bicubic', align_corners=False) + 0 * self.correction(x)")),
+             cells=_superres_forward("return F.interpolate(x, scale_factor=2, mode='bicubic', align_corners=False)"
+                                     " + 0 * self.correction(x)")),
     _variant("superres_wrong_size", "SuperResolution's transposed convolution gives 27x27 images",
              {"test_super_resolution", "test_super_resolution_learns", "test_super_resolution_trained"},
-             cells=_superres("return F.interpolate(x, size=(27, 27), mode='bicubic', align_corners=False) + self.correction(x)",
-                             kernel=3)),
+             cells=_superres_forward("return F.interpolate(x, size=(27, 27), mode='bicubic', align_corners=False)"
+                                     " + self.correction(x)",
+                                     ("nn.ConvTranspose2d(32, 16, 4,", "nn.ConvTranspose2d(32, 16, 3,"))),
     _variant("superres_ignores_input", "SuperResolution learns one fixed image and ignores its input",
              {"test_super_resolution_learns", "test_super_resolution_trained"}, cells={"super_resolution": '''
 class SuperResolution(nn.Module):
@@ -200,13 +149,13 @@ from torch.distributions import Normal
 return Normal(x, std).sample()
 ''')),
     _variant("dae_gate_written_out", "the DAE's gate written as x / (1 + exp(-f)) with torch.abs",
-             cells=_dae('''
+             cells=_dae_forward('''
 z = self.encoder(torch.abs(x))
 f = self.decoder(z)
 return z, x / (1 + torch.exp(-f))
 ''')),
     _variant("superres_interpolate_by_size", "SuperResolution upsamples with size=(28, 28) and torch.add",
-             cells=_superres('''
+             cells=_superres_forward('''
 base = F.interpolate(x, size=(28, 28), mode="bicubic", align_corners=False)
 return torch.add(self.correction(x), base)
 ''')),

@@ -6,7 +6,7 @@ so a wrong `sample`, `loss_kl`, `loss_loglik` or `loss_bce` loses exactly the ce
 """
 from __future__ import annotations
 
-from grader.variants import Variant
+from grader.variants import Variant, from_reference
 
 NOTEBOOK = "3_vae"
 
@@ -15,64 +15,9 @@ def _variant(name: str, description: str, fails: set[str] = frozenset(), **kwarg
     return Variant(name=name, notebook=NOTEBOOK, description=description, fails=frozenset(fails), **kwargs)
 
 
-# The reference Encoder's layers (so the reference checkpoint loads) with the sample method left open.
-ENCODER_TEMPLATE = '''
-class Encoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(784, 512), nn.ReLU(),
-            nn.Linear(512, 256), nn.ReLU(),
-        )
-        self.mean_head = nn.Linear(256, n_components)
-        self.logvar_head = nn.Linear(256, n_components)
-
-    def forward(self, x):
-        hidden = self.body(x.abs())
-        return self.mean_head(hidden), self.logvar_head(hidden)
-
-    def sample(self, z_mean, z_logvar):
-{body}
-'''
-
-DECODER_TEMPLATE = '''
-class Decoder(nn.Module):
-    def __init__(self, n_components):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(n_components, 256), nn.ReLU(),
-            nn.Linear(256, 512), nn.ReLU(),
-        )
-        self.mean_head = nn.Linear(512, 784)
-        self.logvar_head = nn.Linear(512, 784)
-
-    def forward(self, z):
-        hidden = self.body(z)
-        raw = self.logvar_head(hidden)
-        return self.mean_head(hidden).reshape(len(z), 1, 28, 28), ({logvar}).reshape(len(z), 1, 28, 28)
-'''
-
-BERNOULLI_TEMPLATE = '''
-class BernoulliVAE(nn.Module):
-    def __init__(self, n_components=10):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, {hidden}), nn.ReLU(), nn.Linear({hidden}, 64), nn.ReLU())
-        self.to_mean = nn.Linear(64, n_components)
-        self.to_logvar = nn.Linear(64, n_components)
-        self.decoder = nn.Sequential(nn.Linear(n_components, 64), nn.ReLU(), nn.Linear(64, {hidden}), nn.ReLU(),
-                                     nn.Linear({hidden}, 784), nn.Sigmoid(), nn.Unflatten(1, (1, 28, 28)))
-
-    def encode(self, x):
-        h = self.encoder(x)
-        return self.to_mean(h), self.to_logvar(h)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-{forward}
-'''
+def _edit(grade_id: str, *replacements: tuple[str, str]) -> dict[str, str]:
+    """The cells of a variant that changes the reference solution of `grade_id` by `replacements`."""
+    return {grade_id: from_reference(NOTEBOOK, grade_id, *replacements)}
 
 
 def _indent(code: str) -> str:
@@ -80,7 +25,19 @@ def _indent(code: str) -> str:
 
 
 def _encoder(sample_body: str) -> dict[str, str]:
-    return {"encoder": ENCODER_TEMPLATE.format(body=_indent(sample_body))}
+    """The reference Encoder (its layers, so the reference checkpoint loads) with another sample method."""
+    return _edit("encoder", ("eps = torch.randn_like(z_mean)\n        return z_mean + torch.exp(0.5 * z_logvar) * eps",
+                             _indent(sample_body).lstrip()))
+
+
+def _decoder(logvar: str) -> dict[str, str]:
+    """The reference Decoder with forward rewritten around `logvar`, an expression of the raw head output `raw`."""
+    return _edit("decoder", ("y_mean = self.mean_head(hidden).view(-1, 1, 28, 28)\n"
+                             "        y_logvar = -6.0 + F.softplus(self.logvar_head(hidden) + 6.0)\n"
+                             "        return y_mean, y_logvar.view(-1, 1, 28, 28)",
+                             "raw = self.logvar_head(hidden)\n"
+                             "        return self.mean_head(hidden).reshape(len(z), 1, 28, 28), "
+                             f"({logvar}).reshape(len(z), 1, 28, 28)"))
 
 
 WRONG = [
@@ -120,23 +77,19 @@ def loss_bce(x_rec, x):
 '''}),
     _variant("decoder_without_floor", "the decoder's log-variance is the raw output of a linear layer",
              {"test_decoder", "test_vae_learns", "test_vae_trained"},
-             cells={"decoder": DECODER_TEMPLATE.format(logvar="raw")}),
+             cells=_decoder("raw")),
     _variant("bernoulli_wrong_widths", "BernoulliVAE with 256 instead of 128 hidden units",
              {"test_bernoulli_vae", "test_bernoulli_trained"},
-             cells={"bernoulli_vae": BERNOULLI_TEMPLATE.format(hidden=256, forward=_indent('''
-z_mean, z_logvar = self.encode(x)
-return self.decode(z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)), z_mean, z_logvar
-'''))}),
+             cells=_edit("bernoulli_vae", ("nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64)",
+                                           "nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 64)"),
+                         ("nn.Linear(64, 128), nn.ReLU(),\n            nn.Linear(128, 784)",
+                          "nn.Linear(64, 256), nn.ReLU(),\n            nn.Linear(256, 784)"))),
     _variant("bernoulli_std_is_the_variance", "BernoulliVAE samples with exp(z_logvar) as the standard deviation",
-             {"test_bernoulli_vae"}, cells={"bernoulli_vae": BERNOULLI_TEMPLATE.format(hidden=128, forward=_indent('''
-z_mean, z_logvar = self.encode(x)
-return self.decode(z_mean + torch.exp(z_logvar) * torch.randn_like(z_mean)), z_mean, z_logvar
-'''))}),
+             {"test_bernoulli_vae"},
+             cells=_edit("bernoulli_vae", ("torch.exp(0.5 * z_logvar)", "torch.exp(z_logvar)"))),
     _variant("bernoulli_uniform_noise", "BernoulliVAE draws eps from the uniform torch.rand_like",
-             {"test_bernoulli_vae"}, cells={"bernoulli_vae": BERNOULLI_TEMPLATE.format(hidden=128, forward=_indent('''
-z_mean, z_logvar = self.encode(x)
-return self.decode(z_mean + torch.exp(0.5 * z_logvar) * torch.rand_like(z_mean)), z_mean, z_logvar
-'''))}),
+             {"test_bernoulli_vae"},
+             cells=_edit("bernoulli_vae", ("torch.randn_like(z_mean)", "torch.rand_like(z_mean)"))),
     _variant("missing_encoder_checkpoint", "3_vae_encoder.pth was not submitted",
              {"test_vae_trained", "test_vae_classifier"}, files={"3_vae_encoder.pth": "missing"}),
     _variant("pickle_payload_decoder_checkpoint", "3_vae_decoder.pth is a pickle that runs code when unpickled",
@@ -201,14 +154,11 @@ def loss_bce(x_rec, x):
     return -Bernoulli(probs=x_rec, validate_args=False).log_prob(x).mean()
 '''}),
     _variant("decoder_floor_with_logaddexp", "the floor written as logaddexp(h, -6), the same function as -6 + softplus(h + 6)",
-             cells={"decoder": DECODER_TEMPLATE.format(logvar="torch.logaddexp(raw, torch.full_like(raw, -6.0))")}),
+             cells=_decoder("torch.logaddexp(raw, torch.full_like(raw, -6.0))")),
     _variant("bernoulli_forward_with_distributions", "BernoulliVAE.forward samples with Normal(...).rsample()",
-             cells={"bernoulli_vae": BERNOULLI_TEMPLATE.format(hidden=128, forward=_indent('''
-from torch.distributions import Normal
-z_mean, z_logvar = self.encode(x)
-z = Normal(z_mean, (0.5 * z_logvar).exp()).rsample()
-return self.decode(z), z_mean, z_logvar
-'''))}),
+             cells=_edit("bernoulli_vae", ("z = z_mean + torch.exp(0.5 * z_logvar) * torch.randn_like(z_mean)",
+                                           "from torch.distributions import Normal\n"
+                                           "        z = Normal(z_mean, (0.5 * z_logvar).exp()).rsample()"))),
     _variant("other_architectures_retrained", "another Encoder, Decoder and BernoulliVAE, trained by the student",
              retrain=True, cells={"encoder": '''
 class Encoder(nn.Module):
