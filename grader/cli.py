@@ -260,10 +260,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for report in reports:
         print(f"  {report.student}: {report.total():g} points in {report.seconds:.0f} s"
               + (" (autograde reported an error)" if report.error else ""))
-    print("[5/5] writing feedback to feedback/, the score CSV and the class report")
+    print("[5/5] writing feedback to feedback/, the score CSV, the similarity report and the class report")
     pipeline.generate_feedback(root)
     print(f"  {parallel.export_csv(root, root / 'grades.csv')}")
-    from grader import report as class_report
+    from grader import report as class_report, similarity
+    print(f"  {similarity.write_similarity(root, names).page}")
     print(f"  {class_report.write_report(root)}")
     for student in students:
         shutil.rmtree(root / "autograded" / student / pipeline.ASSIGNMENT / "aelib", ignore_errors=True)

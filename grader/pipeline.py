@@ -24,6 +24,7 @@ from tqdm import tqdm
 from aelib.data import offline_split
 from grader import helper_answers, notebooks
 from grader.faults import FAULT_FILE_ENV, read_faults
+from grader.sandbox import KERNEL_TIME_LOG
 from grader.variants import Variant
 from grader.warm import WarmGraderDied, warm_grader
 
@@ -277,6 +278,7 @@ class GradeReport:
     error: str = ""
     seconds: float = 0.0
     peak_mib: float = 0.0  # the nbgrader process's peak memory, as JudgeCollected logged it
+    kernel_seconds: float = 0.0  # of `seconds`, those its notebooks' kernels ran (start, imports, cells)
     fault: str = ""        # a grading fault (grader/faults.py): no score was recorded, the next run retries
     interrupted: str = ""  # the grading was stopped (Ctrl-C): no score was recorded, the next run grades again
 
@@ -400,6 +402,7 @@ def autograde(root: Path, student: str, timeout: float = SUBMISSION_TIMEOUT, opt
                 stderr = tail(log)
         peaks = re.findall(rf"{PEAK_MEMORY_LOG} (\d+) MiB", stderr)
         report.peak_mib = float(max(map(int, peaks))) if peaks else 0.0
+        report.kernel_seconds = sum(map(float, re.findall(rf"{KERNEL_TIME_LOG} ([\d.]+) s", stderr)))
         if killed == "stopped":
             report.error = report.interrupted = INTERRUPTED
         elif killed:

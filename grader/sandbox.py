@@ -44,6 +44,7 @@ GRADER_DIR = Path(__file__).resolve().parent
 VISIBLE_GRADER = ("__init__.py", "collect")  # all of the grader a kernel may read
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SANDBOXED_MARKER = "sandboxed"
+KERNEL_TIME_LOG = "kernel time of this notebook:"  # logged per notebook: kernel start, imports and cells
 GiB, MiB = 2**30, 2**20
 
 
@@ -332,6 +333,7 @@ class SandboxedExecute(Execute):
         self.deadline = started + self.submission_timeout
         if not self.sandboxed:  # unconfined, the kernel runs in the scratch folder's own path
             resources["metadata"]["path"] = str(self.folder)
+        began = time.monotonic()
         try:
             return super().preprocess(nb, resources, km)
         except BaseException:
@@ -339,6 +341,7 @@ class SandboxedExecute(Execute):
             raise
         finally:
             resources["metadata"]["path"] = grading
+            self.log.info("aecourse: %s %.2f s", KERNEL_TIME_LOG, time.monotonic() - began)
 
     def create_kernel_manager(self):
         """nbclient's kernel manager, told which scratch folder to bind over the grading folder."""

@@ -63,7 +63,7 @@ def test_autograde_again_skips_unchanged_submissions(course, capsys):
     assert "not regraded" not in capsys.readouterr().out
     assert cli.main(["autograde", "cli-again", "--course", str(course), "--workers", "1"]) == 0
     assert "1 student(s) not regraded" in capsys.readouterr().out
-    assert cli.main(["autograde", "cli-again", "--course", str(course), "--force"]) == 0
+    assert cli.main(["autograde", "cli-again", "--course", str(course), "--force", "--cold"]) == 0
     assert "not regraded" not in capsys.readouterr().out
     assert cli.main(["report", "--course", str(course)]) == 0
     assert (course / "reports" / "class_report.html").exists()
@@ -78,6 +78,9 @@ def test_demo_on_one_notebook(tmp_path, capsys):
     assert cli.main(["demo", "--course", str(tmp_path), "--notebooks", "4_tsne", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "demo finished" in out and "every demo student got the score declared for it" in out and (tmp_path / "feedback" / "reference" / pipeline.ASSIGNMENT / "4_tsne.html").exists()
+    # the demo's wrong students are the reference with one cell changed: the similarity report lists them
+    page = (tmp_path / "reports" / "similarity.html").read_text()
+    assert "wrong-4_tsne-" in page and 'href="similarity.html"' in (tmp_path / "reports" / "class_report.html").read_text()
 
 
 def test_unknown_command_is_rejected():
