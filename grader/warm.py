@@ -185,11 +185,11 @@ class WarmChild:
 class WarmGrader:
     """The caller's handle on one warm process; one child at a time."""
 
-    def __init__(self, wrap: Callable[[list[str]], list[str]] = list):
+    def __init__(self, wrap: Callable[[list[str]], list[str]] = list, env: dict[str, str] | None = None):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per read
         self.sock = ours
         self.process = subprocess.Popen(wrap([sys.executable, "-m", "grader.warm", str(theirs.fileno())]),
-                                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
                                         start_new_session=True)
         theirs.close()
         ready, _ = receive(self.sock)
@@ -238,13 +238,13 @@ class WarmGrader:
 _LOCAL = threading.local()
 
 
-def warm_grader(wrap: Callable[[list[str]], list[str]] = list) -> WarmGrader:
-    """This thread's warm process, started (again) when there is none or it died."""
+def warm_grader(wrap: Callable[[list[str]], list[str]] = list, env: dict[str, str] | None = None) -> WarmGrader:
+    """This thread's warm process (started with `env` when there is none or it died)."""
     grader = getattr(_LOCAL, "grader", None)
     if grader is None or not grader.alive():
         if grader is not None:
             grader.close()
-        grader = _LOCAL.grader = WarmGrader(wrap)
+        grader = _LOCAL.grader = WarmGrader(wrap, env)
     return grader
 
 

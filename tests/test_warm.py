@@ -105,3 +105,9 @@ def test_when_the_warm_process_dies_its_child_dies_and_the_caller_hears_of_it(tm
         assert time.time() < deadline, "the child outlived the warm process"
         time.sleep(0.1)
     grader.close()
+
+
+def test_what_a_dask_nanny_sets_for_its_worker_does_not_reach_nbgrader_or_kernels():
+    # inherited, MALLOC_TRIM_THRESHOLD_=65536 made 4_tsne's kernels run 1.7 times as long
+    env = pipeline.grading_env({"PATH": os.environ["PATH"], "MALLOC_TRIM_THRESHOLD_": "65536"})
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and env["MPLBACKEND"] == "Agg"
