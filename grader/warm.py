@@ -238,13 +238,21 @@ class WarmGrader:
 _LOCAL = threading.local()
 
 
+def code_state() -> tuple:
+    """What the grader's code on disk is now (each file's path, size and modification time)."""
+    folder = Path(__file__).resolve().parent
+    return tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(folder.rglob("*.py")))
+
+
 def warm_grader(wrap: Callable[[list[str]], list[str]] = list, env: dict[str, str] | None = None) -> WarmGrader:
-    """This thread's warm process (started with `env` when there is none or it died)."""
-    grader = getattr(_LOCAL, "grader", None)
-    if grader is None or not grader.alive():
+    """This thread's warm process, started (with `env`) when there is none, it died, or the grader's code changed
+    since it imported it (a long-lived cluster worker whose package was updated must not grade with the old)."""
+    grader, state = getattr(_LOCAL, "grader", None), code_state()
+    if grader is None or not grader.alive() or getattr(_LOCAL, "state", None) != state:
         if grader is not None:
             grader.close()
         grader = _LOCAL.grader = WarmGrader(wrap, env)
+        _LOCAL.state = state
     return grader
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -111,3 +112,19 @@ def test_what_a_dask_nanny_sets_for_its_worker_does_not_reach_nbgrader_or_kernel
     # inherited, MALLOC_TRIM_THRESHOLD_=65536 made 4_tsne's kernels run 1.7 times as long
     env = pipeline.grading_env({"PATH": os.environ["PATH"], "MALLOC_TRIM_THRESHOLD_": "65536"})
     assert "MALLOC_TRIM_THRESHOLD_" not in env and env["MPLBACKEND"] == "Agg"
+
+
+def test_a_warm_process_is_replaced_when_the_graders_code_changes():
+    from grader import warm
+
+    first = warm.warm_grader(pipeline.dies_with_caller)
+    assert warm.warm_grader(pipeline.dies_with_caller) is first
+    changed = Path(warm.__file__).with_name("__init__.py")
+    times = changed.stat()
+    try:
+        os.utime(changed, ns=(times.st_atime_ns, times.st_mtime_ns + 1_000_000))  # as an update in place would
+        second = warm.warm_grader(pipeline.dies_with_caller)
+    finally:
+        os.utime(changed, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert second is not first and second.alive() and not first.alive()
+    second.close()
