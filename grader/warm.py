@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable
 
 PRELOAD = ("grader.nbgrader_cli", "nbgrader.apps.autogradeapp", "nbgrader.apps.generatefeedbackapp", "nbgrader.api",
-           "grader.preprocessors", "grader.feedback", "grader.sandbox", "nbclient", "jupyter_client", "ipykernel")
+           "grader.preprocessors", "grader.feedback", "grader.sandbox", "nbclient", "jupyter_client", "ipykernel",
+           "sklearn.manifold")  # the last for a judge (grader/judge/tsne.py), which imports it when it runs
 PR_SET_PDEATHSIG = 1
 MAX_MESSAGE = 1 << 20
 

@@ -154,8 +154,9 @@ def test_a_judge_past_its_wall_clock_fails_the_cells_with_the_limit_named():
     assert all("wall-clock limit" in v.message and not v.passed for v in verdicts.values()), verdicts
 
 
-def test_a_judge_that_cannot_start_is_a_grading_fault_not_a_score():
-    child = JudgeProcess(JudgeLimits(memory_bytes=100 * 2**20))  # too little to import torch
+def test_a_judge_that_cannot_start_is_a_grading_fault_not_a_score(judge_child):
+    # too little to import torch; a forked child already maps more, and must not judge as if out of memory
+    child = JudgeProcess(JudgeLimits(memory_bytes=100 * 2**20))
     try:
         with pytest.raises(GradingFault):
             child.judge("1_ae", {"test_sparsity_penalty": b"x"}, 1, 120)

@@ -57,6 +57,10 @@ class ForkedChild:
                 os.dup2(verdicts, 1)
                 for fd in (requests, verdicts, self_in, self_out):
                     os.close(fd)
+                if address_space() >= limits.memory_bytes:  # as a fresh child that could not import: a fault
+                    print(f"the judge's memory limit ({limits.memory_bytes} bytes) is below what its process "
+                          f"already maps ({address_space()} bytes)", file=sys.stderr)
+                    os._exit(1)
                 resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
                 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
                 sys.stdin = open(0, "r", closefd=False)
@@ -87,6 +91,12 @@ class ForkedChild:
         if self.returncode is None:
             self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
         return self.returncode
+
+
+def address_space() -> int:
+    """Bytes of address space this process maps (what RLIMIT_AS limits)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
 
 
 FORK = False  # set by grader/warm.py in the processes it forks: torch and the judges are already imported
