@@ -10,9 +10,11 @@ default) and `--workers 2 --cold` (a fresh nbgrader process per student, as befo
 variants in turn) and `--complete` complete ones (all five notebooks: the reference, the blank release,
 and the reference with one known-wrong notebook, in turn). Prints students per hour, ratios, and the
 fixed cost per student: a blank student's grading time minus the time its kernels ran (for plain
-nbgrader: the run's time minus its kernels' time, per student). Then measures what scale-out would add
-per student: the Dask scheduler's overhead per task, and one student's gradebook write into SQLite
-(and PostgreSQL when --postgres gives a server). It asserts nothing but identical scores.
+nbgrader: the run's time minus its kernels' time, per student), and what each `aecourse autograde` run
+costs once besides its students (the cluster's start and close, the workers' warm processes). Then
+measures what scale-out would add per student: the Dask scheduler's overhead per task, and one
+student's gradebook write into SQLite (and PostgreSQL when --postgres gives a server). It asserts
+nothing but identical scores.
 """
 from __future__ import annotations
 
@@ -113,13 +115,21 @@ def dask_grading(root: Path, students: list[str], blanks: list[str], workers: in
     return seconds, statistics.mean(fixed)
 
 
+def run_startup(root: Path, blank: str, workers: int, warm: bool) -> float:
+    """Seconds one `aecourse autograde` run spends besides grading: a class of one blank student's wall time
+    minus that student's grading time (the cluster's start and close, the workers' warm processes)."""
+    started = time.time()
+    run = parallel.grade_class(root, [blank], workers=workers, force=True, progress=False, warm=warm)
+    return time.time() - started - run.reports[0].seconds
+
+
 def totals(root: Path, students: list[str]) -> list[float]:
     """Each student's total score in the course's gradebook."""
     return [sum(sum(c.values()) for c in pipeline.read_scores(root, s).values()) for s in students]
 
 
-def grade_four_ways(root: Path, students: list[str], blanks: list[str], label: str) -> None:
-    """Grade the class four ways and print the table."""
+def grade_four_ways(root: Path, students: list[str], blanks: list[str], label: str, startup: bool = True) -> None:
+    """Grade the class four ways and print the table (and each mode's start-up per run when `startup`)."""
     figures = {"plain nbgrader autograde (sequential)": plain_nbgrader(root, students)}
     expected = totals(root, students)
     for workers, warm in ((1, True), (2, True), (2, False)):
@@ -133,6 +143,11 @@ def grade_four_ways(root: Path, students: list[str], blanks: list[str], label: s
     for mode, (seconds, fixed) in figures.items():
         print(f"  {mode:42s} {seconds:8.1f} {3600 * len(students) / seconds:10.0f} {base / seconds:8.2f} "
               f"{fixed:15.2f}")
+    if not startup:
+        return
+    startups = [f"--workers {w}{'' if warm else ' --cold'} {run_startup(root, blanks[0], w, warm):.1f} s"
+                for w, warm in ((1, True), (2, True), (2, False))]
+    print(f"  start-up per run (a class of one blank student, minus its grading): {'; '.join(startups)}")
 
 
 def scheduler_overhead(workers: int, tasks: int = 2000) -> float:
@@ -178,7 +193,8 @@ def main() -> None:
         if args.students:
             grade_four_ways(*one_notebook_class(Path(tmp) / "one", args.students), f"one-notebook submissions ({NOTEBOOK})")
         if args.complete:
-            grade_four_ways(*complete_class(Path(tmp) / "complete", args.complete), "complete submissions (5 notebooks)")
+            grade_four_ways(*complete_class(Path(tmp) / "complete", args.complete), "complete submissions (5 notebooks)",
+                            startup=not args.students)
         root = Path(tmp) / ("one" if args.students else "complete")
         print("scale-out, per student:")
         for workers in (2, 4, 8):

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from distributed.diagnostics.plugin import WorkerPlugin
 from tqdm import tqdm
 
 from grader import pipeline
@@ -46,7 +47,7 @@ from grader import settings as grading_settings
 from grader.pipeline import ASSIGNMENT, GradeReport
 from grader.settings import GradingSettings
 from grader.submitted import (MAX_JSON_BYTES, UnreadableFile, is_valid_student_id, read_json_file,
-                              submission_digest, submission_problems)
+                              submission_bytes, submission_digest, submission_problems)
 
 RECORD_FILE = "grading_record.json"
 SQLITE_WAIT = 600  # seconds a gradebook writer waits for SQLite's lock instead of failing "database is locked"
@@ -413,7 +414,7 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
     if todo:
         tasks = {student: (str(root), student, {**options, **(settings or {}).get(student, {}), "db_url": url,
                                                  "threads": threads, "warm": warm}, wanted, str(state.folder))
-                 for student in todo}
+                 for student in longest_first(root, todo)}
 
         def keep(report: GradeReport) -> None:
             """Record a report the moment it arrives."""
@@ -422,10 +423,33 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
 
         try:
             with dask_client(workers, scheduler) as client:
+                if warm:
+                    client.register_plugin(WarmStart())
                 run_tasks(client, state, tasks, keep, progress)
         except KeyboardInterrupt:
             raise GradingInterrupted(class_run(done, students, digests, todo, started, state)) from None
     return class_run(done, students, digests, todo, started, state)
+
+
+def longest_first(root: Path, students: list[str]) -> list[str]:
+    """`students` with the largest submissions first, so that a class ends on short tasks and no worker idles long."""
+    def size(student: str) -> int:
+        """The bytes a student submitted (0 when unreadable: its task reports why)."""
+        try:
+            return submission_bytes(root, student)
+        except (OSError, ValueError):
+            return 0
+    return sorted(students, key=size, reverse=True)
+
+
+class WarmStart(WorkerPlugin):
+    """Start each worker's warm grading process when it joins, while the client prepares, not on its first student."""
+    name = "aecourse-warm-start"
+
+    def setup(self, worker) -> None:
+        """Queue one warm start per worker thread in the executor the tasks run in (warm processes are per thread)."""
+        for _ in range(worker.state.nthreads):
+            worker.executors["default"].submit(pipeline.warm_up)
 
 
 def run_tasks(client, state: RunState, tasks: dict[str, tuple], keep: Callable[[GradeReport], None],
@@ -438,10 +462,12 @@ def run_tasks(client, state: RunState, tasks: dict[str, tuple], keep: Callable[[
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
+    order = {student: len(tasks) - rank for rank, student in enumerate(tasks)}
+
     def submit(student: str):
-        """Start the student's grading task."""
+        """Start the student's grading task (in the order of `tasks`)."""
         return client.submit(grade_student, *tasks[student], key=f"autograde-{student}-{time.time_ns()}",
-                             pure=False, retries=1)
+                             pure=False, retries=1, priority=order[student])
 
     futures = {submit(student): student for student in tasks}
     started_again: set[str] = set()

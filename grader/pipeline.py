@@ -349,15 +349,20 @@ def tail(log) -> str:
     return log.read().decode(errors="replace")
 
 
+def warm_up():
+    """This thread's warm grading process, started if needed (grader/warm.py); WarmGraderDied if it cannot start."""
+    return warm_grader(dies_with_caller, grading_env())  # malloc reads its settings when a process starts
+
+
 def start_nbgrader(args: list[str], root: Path, env: dict[str, str], log: int, pass_fds: tuple[int, ...],
                    warm: bool):
     """Start `nbgrader ARGS` in `root`, its log to the descriptor `log`: forked from this thread's warm grading
     process when `warm` (grader/warm.py), else a fresh Python; it dies with the thread that started it."""
     if warm:
         try:
-            grader = warm_grader(dies_with_caller, grading_env())  # malloc reads its settings when a process starts
-        except WarmGraderDied:  # the fresh process grades alike, only slower to start
-            pass
+            grader = warm_up()
+        except WarmGraderDied as error:  # the fresh process grades alike, only slower to start
+            os.write(log, f"[aecourse] {error}: starting a fresh nbgrader process\n".encode())
         else:
             with open(os.devnull, "wb") as null:
                 return grader.start(args, root, env, null.fileno(), log, pass_fds)

@@ -336,6 +336,15 @@ def tree_digest_parts(folder: Path) -> Iterator[bytes]:
                 yield b"special\0" + str(stat.S_IFMT(mode)).encode()
 
 
+def submission_bytes(root: Path, student: str) -> int:
+    """The size of a student's submitted regular files (lstat only): how long its grading may take, roughly."""
+    folder = submission_folder(root, validate_student_id(student))
+    if folder_problem(folder) is not None:
+        return 0
+    with open_directory(folder) as fd:
+        return sum(entry.info.st_size for entry in walk(fd) if stat.S_ISREG(entry.info.st_mode))
+
+
 def submission_digest(root: Path, student: str) -> str:
     """A digest of a student's submitted files and of the assignment they are graded against.
 

@@ -265,6 +265,19 @@ def test_digest_covers_the_assignment_and_refuses_invalid_ids(course):
         submitted.submission_digest(course, "../alice")
 
 
+def test_largest_submissions_are_graded_first_and_sizes_come_from_lstat_alone(course, bob):
+    (bob / "big.pth").write_bytes(b"w" * 4096)
+    (bob / "huge.pth").symlink_to(submitted.submission_folder(course, "alice") / "1_ae_ae.pth")
+    (bob / "zero.pth").symlink_to("/dev/zero")
+    os.mkfifo(bob / "3_vae.ipynb")
+    assert finishes(submitted.submission_bytes, course, "bob") == 4096 + len('{"cells": []}')
+    carol = submitted.submission_folder(course, "carol")
+    carol.parent.mkdir()
+    carol.symlink_to(bob)  # a linked student folder is not measured (its grading rejects it)
+    assert submitted.submission_bytes(course, "carol") == 0
+    assert parallel.longest_first(course, ["alice", "carol", "bob", "../dave"]) == ["bob", "alice", "carol", "../dave"]
+
+
 # --- a class with a hostile submission -----------------------------------------------------------
 
 def snapshot(folder: Path) -> dict[str, tuple]:

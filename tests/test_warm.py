@@ -128,3 +128,20 @@ def test_a_warm_process_is_replaced_when_the_graders_code_changes():
         os.utime(changed, ns=(times.st_atime_ns, times.st_mtime_ns))
     assert second is not first and second.alive() and not first.alive()
     second.close()
+
+
+def probe_warm() -> bool:
+    """In a Dask task: whether this worker thread already holds a live warm process (none is started here)."""
+    from grader import warm
+
+    grader = getattr(warm._LOCAL, "grader", None)
+    return grader is not None and grader.alive()
+
+
+def test_a_worker_starts_its_warm_process_when_it_joins_not_on_its_first_student():
+    from grader import parallel
+
+    with parallel.dask_client(workers=1) as client:
+        assert not client.submit(probe_warm, pure=False).result()
+        client.register_plugin(parallel.WarmStart())
+        assert client.submit(probe_warm, pure=False).result()  # queued behind the warm start, in the same thread
