@@ -10,7 +10,8 @@ default) and `--workers 2 --cold` (a fresh nbgrader process per student, as befo
 variants in turn) and `--complete` complete ones (all five notebooks: the reference, the blank release,
 and the reference with one known-wrong notebook, in turn). Prints students per hour, ratios, and the
 fixed cost per student: a blank student's grading time minus the time its kernels ran (for plain
-nbgrader: the run's time minus its kernels' time, per student), and what each `aecourse autograde` run
+nbgrader: the run's time minus its kernels' time, per student), the kernels' seconds in all (the
+part of the work that does not depend on the grading mode), and what each `aecourse autograde` run
 costs once besides its students (the cluster's start and close, the workers' warm processes). Then
 measures what scale-out would add per student: the Dask scheduler's overhead per task, and one
 student's gradebook write into SQLite (and PostgreSQL when --postgres gives a server). It asserts
@@ -92,27 +93,28 @@ def new_course(folder: Path) -> Path:
     return root
 
 
-def plain_nbgrader(root: Path, students: list[str]) -> tuple[float, float]:
-    """Seconds for one `nbgrader autograde` of every student (nbgrader's own loop, one process), and its fixed
-    cost per student (the run's time minus the time its kernels ran, per student)."""
+def plain_nbgrader(root: Path, students: list[str]) -> tuple[float, float, float]:
+    """Seconds for one `nbgrader autograde` of every student (nbgrader's own loop, one process), its fixed cost per
+    student (the run's time minus the time its kernels ran, per student) and its kernels' seconds."""
     started = time.time()
     result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", pipeline.ASSIGNMENT, "--force"],
                             cwd=root, env=pipeline.grading_env(), capture_output=True, text=True, check=True)
     seconds = time.time() - started
     kernels = sum(map(float, re.findall(rf"{KERNEL_TIME_LOG} ([\d.]+) s", result.stderr)))
-    return seconds, (seconds - kernels) / len(students)
+    return seconds, (seconds - kernels) / len(students), kernels
 
 
-def dask_grading(root: Path, students: list[str], blanks: list[str], workers: int, warm: bool) -> tuple[float, float]:
-    """Seconds for `aecourse autograde --workers N --force [--cold]` of every student, and the fixed cost per
-    student: a blank student's grading time minus its kernels' time (the mean over the blanks)."""
+def dask_grading(root: Path, students: list[str], blanks: list[str], workers: int,
+                 warm: bool) -> tuple[float, float, float]:
+    """Seconds for `aecourse autograde --workers N --force [--cold]` of every student, the fixed cost per student
+    (a blank student's grading time minus its kernels' time, the mean over the blanks) and the kernels' seconds."""
     started = time.time()
     run = parallel.grade_class(root, students, workers=workers, force=True, progress=False, warm=warm)
     seconds = time.time() - started
     if run.errors or run.faults:
         print(f"  ({len(run.errors) + len(run.faults)} student(s) with errors or faults)")
     fixed = [r.seconds - r.kernel_seconds for r in run.reports if r.student in blanks]
-    return seconds, statistics.mean(fixed)
+    return seconds, statistics.mean(fixed), sum(r.kernel_seconds for r in run.reports)
 
 
 def run_startup(root: Path, blank: str, workers: int, warm: bool) -> float:
@@ -139,10 +141,11 @@ def grade_four_ways(root: Path, students: list[str], blanks: list[str], label: s
     base = figures["plain nbgrader autograde (sequential)"][0]
     print(f"{len(students)} {label} on {os.cpu_count()} cores; identical scores in every mode "
           f"(mean {statistics.mean(expected):.2f})")
-    print(f"  {'mode':42s} {'seconds':>8s} {'students/h':>10s} {'vs plain':>8s} {'fixed s/student':>15s}")
-    for mode, (seconds, fixed) in figures.items():
+    print(f"  {'mode':42s} {'seconds':>8s} {'students/h':>10s} {'vs plain':>8s} {'fixed s/student':>15s} "
+          f"{'kernels s':>9s}")
+    for mode, (seconds, fixed, kernels) in figures.items():
         print(f"  {mode:42s} {seconds:8.1f} {3600 * len(students) / seconds:10.0f} {base / seconds:8.2f} "
-              f"{fixed:15.2f}")
+              f"{fixed:15.2f} {kernels:9.1f}")
     if not startup:
         return
     startups = [f"--workers {w}{'' if warm else ' --cold'} {run_startup(root, blanks[0], w, warm):.1f} s"

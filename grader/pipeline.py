@@ -304,14 +304,24 @@ INTERRUPTED = "grading interrupted before it finished: no score was recorded"
 
 
 def kill_tree(pid: int) -> None:
-    """Kill a process and every process it started, kernels in sessions of their own included."""
+    """Kill a process and every process it started, kernels in sessions of their own included.
+
+    Each process is stopped before its children are listed, so none starts another unseen (a kernel being
+    launched at that moment would outlive nbgrader if bubblewrap had not yet tied itself to its parent).
+    """
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        family = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
+    family, pending = [], [pid]
+    while pending:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(pending.pop())
+            process.suspend()
+            family.append(process)
+            stopped_by = time.monotonic() + 1.0  # the stop takes effect when it next leaves the kernel
+            while (process.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
+                   and time.monotonic() < stopped_by):
+                time.sleep(0.005)
+            pending += [child.pid for child in process.children()]
     for process in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()

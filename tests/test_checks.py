@@ -95,6 +95,8 @@ def test_reference_passes_every_hidden_check_and_reports_the_figures_declared(na
     notebook = CHECKED[name]
     verdicts = notebook.check(notebook.namespace(), tmp_path, INPUTS)
     assert failures(verdicts) == {}
+    for grade_id, verdict in verdicts.items():  # what was measured or compared, and against what, on a pass too
+        assert len(verdict.message.splitlines()) > 1, f"{grade_id}'s feedback names no figure, comparison or shape"
     # every key a judge looks up on the way to passing, its collector stores (a `.get` of a key the collector never
     # writes would pass or fail on None); keys read only to word a failure are not reached here
     for grade_id, (stored, read) in zip(notebook.hidden, ReadKeys.looked_up, strict=True):

@@ -1,9 +1,11 @@
 """Every `aecourse` command, run through `cli.main` against temporary course directories."""
 from __future__ import annotations
 
+import nbformat
 import pytest
 
 from grader import cli, notebooks, pipeline, submissions
+from grader.judge.carry import VERDICT_PREFIX
 
 
 # First: `build` below would rewrite stale sources, hiding them from `check`.
@@ -81,6 +83,11 @@ def test_demo_on_one_notebook(tmp_path, capsys):
     # the demo's wrong students are the reference with one cell changed: the similarity report lists them
     page = (tmp_path / "reports" / "similarity.html").read_text()
     assert "wrong-4_tsne-" in page and 'href="similarity.html"' in (tmp_path / "reports" / "class_report.html").read_text()
+    passed = [output["text"] for path in (tmp_path / "autograded").glob(f"*/{pipeline.ASSIGNMENT}/4_tsne.ipynb")
+              for cell in nbformat.read(path, as_version=4).cells if cell.metadata.get("nbgrader", {}).get("points")
+              for output in cell.get("outputs", []) if output.get("text", "").startswith(VERDICT_PREFIX)]
+    assert len(passed) > 6  # the reference passes all six cells: each says what was measured or compared, and against what
+    assert all(len(text.strip().splitlines()) > 1 and ("allowed)" in text or "needs " in text) for text in passed), passed
 
 
 def test_unknown_command_is_rejected():

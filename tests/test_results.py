@@ -14,8 +14,8 @@ from PIL import Image
 from grader.collect.common import Inputs, split
 from grader.collect.record import encode
 from grader.judge import ae
-from grader.judge.common import judge_collection
-from grader.judge.results import judging, measure
+from grader.judge.common import agrees, in_range, judge_collection, require_tensor, within
+from grader.judge.results import MAX_COMPARISON_LINES, judging, measure
 from grader.reference import AE
 
 JUDGES = Path(__file__).resolve().parent.parent / "grader" / "judge"
@@ -34,6 +34,81 @@ def test_no_judge_tests_or_words_a_threshold_by_hand():
     offenders = {path.name: found for path in JUDGES.glob("*.py") if path.name != "results.py"
                  if (found := hand_formatted(path.read_text()))}
     assert not offenders, f"judges must test figures with grader.judge.results.measure: {offenders}"
+
+
+RECORDING = {"agrees", "within", "in_range", "measure", "show_and_measure"}
+UNRECORDED = {"allclose", "close", "equal", "isclose"}
+
+
+def unrecorded_comparisons(source: str) -> list[str]:
+    """Assertions in `source` that compare values with allclose, close or equal without recording the comparison."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assert) and not (isinstance(node.test, ast.UnaryOp) and isinstance(node.test.op, ast.Not)):
+            called = {ast.unparse(call.func).split(".")[-1] for call in ast.walk(node.test) if isinstance(call, ast.Call)}
+            if called & UNRECORDED and not called & RECORDING:
+                found.append(f"line {node.lineno}: {ast.unparse(node.test)[:80]}")
+    return found
+
+
+def test_every_judge_records_the_comparisons_it_asserts():
+    # the feedback of a passed cell says how close each comparison came; an unrecorded one would say nothing
+    assert unrecorded_comparisons("assert torch.allclose(got, expected, atol=1e-5), 'wrong'")  # the scan finds it
+    assert not unrecorded_comparisons("assert not torch.equal(first, second), 'the same twice'")
+    offenders = {path.name: found for path in JUDGES.glob("*.py") if (found := unrecorded_comparisons(path.read_text()))}
+    assert not offenders, f"judges must assert comparisons with agrees, within or in_range: {offenders}"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_agrees_decides_as_allclose_does_and_reports_the_closest_call(seed):
+    generator = torch.Generator().manual_seed(seed)
+    expected = torch.randn(50, generator=generator, dtype=torch.float64) * 10
+    value = expected + torch.randn(50, generator=generator, dtype=torch.float64) * 10 ** -(seed % 7)
+    if seed % 5 == 0:
+        value[3] = math.nan
+    elif seed % 5 == 1:
+        value[3] = expected[3] = math.inf
+    with judging() as results:
+        agreement = agrees(value, expected, "f(x)", rtol=1e-4, atol=1e-5)
+    assert bool(agreement) == torch.allclose(value, expected, rtol=1e-4, atol=1e-5)
+    (recorded,) = results.comparisons
+    assert recorded == agreement
+    finite = torch.isfinite(value) & torch.isfinite(expected)
+    ratios = ((value - expected).abs() / (1e-5 + 1e-4 * expected.abs()))[finite]
+    if seed % 5 != 0:
+        assert math.isclose(agreement.difference / agreement.allowed, float(ratios.max()), rel_tol=1e-9)
+
+
+def test_comparisons_are_merged_into_one_line_each_and_a_failure_stays():
+    with judging() as results:
+        assert agrees(torch.zeros(3), torch.full((3,), 1e-7), "encode(x)", atol=1e-5)
+        assert agrees(torch.zeros(3), torch.full((3,), 4e-6), "encode(x)", atol=1e-5)
+        assert not agrees(torch.zeros(3), torch.ones(3), "encode(x)", atol=1e-5)
+        assert agrees(torch.zeros(3), torch.full((3,), 2e-6), "encode(x)", atol=1e-5)
+        assert within(torch.tensor([0.01, 0.03]), 0.05, "The mean of the noise", target="0")
+        assert in_range(torch.tensor([0.2, 0.5]), "Decoder outputs", 0, 1)
+        assert in_range(torch.tensor([0.1, 0.7]), "Decoder outputs", 0, 1)
+        assert not in_range(torch.tensor([0.0, 0.7]), "The codes", 0, 1, strict=True)
+    encode, noise, outputs, codes = results.comparisons
+    assert not encode.passed and encode.difference == 1.0
+    assert noise.summary() == "The mean of the noise: matches 0 (largest difference 0.03, 0.05 allowed)."
+    assert outputs.summary() == "Decoder outputs: from 0.1 to 0.7, inside [0, 1]."
+    assert codes.summary() == "The codes: from 0 to 0.7, not inside (0, 1)."
+    assert results.summary() == [encode.summary(), codes.summary(), noise.summary(), outputs.summary()]
+
+
+def test_a_check_of_shapes_alone_lists_the_shapes_it_checked():
+    with judging() as results:
+        for batch in range(1, 7):
+            require_tensor(torch.zeros(batch, 2), f"Encoder(2) output for a batch of {batch}", (batch, 2))
+        require_tensor(torch.zeros(3), "an output whose shape is not checked")
+    lines = results.summary()
+    assert lines[0] == "Encoder(2) output for a batch of 1: shape (1, 2), as required."
+    assert len(lines) == MAX_COMPARISON_LINES + 1 and lines[-1] == "2 more outputs as required."
+    with judging() as results:
+        require_tensor(torch.zeros(1, 2), "Encoder(2) output", (1, 2))
+        in_range(torch.zeros(1, 2), "Encoder(2) output", -1, 1)
+    assert results.summary() == ["Encoder(2) output: from 0 to 0, inside [-1, 1]."]  # shapes only when nothing else
 
 
 def test_a_passing_figure_is_recorded_with_its_margin():

@@ -145,3 +145,18 @@ def test_a_worker_starts_its_warm_process_when_it_joins_not_on_its_first_student
         assert not client.submit(probe_warm, pure=False).result()
         client.register_plugin(parallel.WarmStart())
         assert client.submit(probe_warm, pure=False).result()  # queued behind the warm start, in the same thread
+
+
+def test_kill_tree_leaves_nothing_of_a_tree_that_keeps_starting_processes():
+    # a process listed before its parent was stopped could start another unseen (a kernel launched as nbgrader is killed)
+    marker = f"aecourse-kill-tree-{os.getpid()}"
+    spawner = subprocess.Popen(["bash", "-c", f"while true; do (exec -a {marker} sleep 300) & done"],
+                               start_new_session=True)
+    time.sleep(0.3)
+    pipeline.kill_tree(spawner.pid)
+    spawner.wait(timeout=30)
+    time.sleep(0.5)
+    left = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0] == marker]
+    for process in left:
+        process.kill()
+    assert not left, f"{len(left)} processes of the tree outlived kill_tree"

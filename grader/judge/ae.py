@@ -8,8 +8,8 @@ import torch
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import ae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor,
-                                 show_and_measure)
+from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, agrees, describe, in_range,
+                                 require_tensor, show_and_measure, within)
 from grader.judge.pictures import code_map, image_rows
 from grader.checks import check
 from grader.judge.results import measure, number
@@ -30,7 +30,8 @@ def judge_sample_train(out: dict, inputs: Inputs) -> None:
     """sample_train returns N random training images (and their labels) of the right shapes."""
     train_images, train_labels = split("train")
     few = require_tensor(out["few"], "sample_train(5)", (5, 1, 28, 28))
-    assert few.min() >= 0 and few.max() <= 1, "Images from sample_train should have values in [0, 1]."
+    assert in_range(few, "The images of sample_train(5)", 0, 1), (
+        "Images from sample_train should have values in [0, 1].")
     assert out["first_kind"] == "tuple" and "images" in out, (
         "sample_train(N, return_labels=True) should return a tuple (images, labels), "
         f"got {out['first_kind']}.")
@@ -42,10 +43,10 @@ def judge_sample_train(out: dict, inputs: Inputs) -> None:
                              (200, 1, 28, 28))
     assert not torch.equal(images, images2), "Two calls of sample_train gave the same images: draw at random."
     index, distance = _matches(images, train_images)
-    assert (distance < 1e-3).all(), (
-        f"{int((distance >= 1e-3).sum())} of 200 images from sample_train are not images of the training set "
+    assert within(distance, 1e-3, "The 200 images of sample_train", target="their nearest training images"), (
+        f"{int((distance > 1e-3).sum())} of 200 images from sample_train are not images of the training set "
         "(x_train). Sample from the training split, with values scaled to [0, 1].")
-    assert torch.equal(labels.long(), train_labels[index]), (
+    assert agrees(labels.long(), train_labels[index], "Their labels", target="the labels of those training images"), (
         "The labels from sample_train do not belong to the returned images: index images and labels with the "
         "same random indices.")
 
@@ -59,7 +60,7 @@ def judge_encoder_decoder(out: dict, inputs: Inputs) -> None:
             require_tensor(out[f"z{n}_{batch}"], f"Encoder({n}) output for a batch of {batch}", (batch, n))
             y = require_tensor(out[f"y{n}_{batch}"], f"Decoder({n}) output for a batch of {batch}",
                                (batch, 1, 28, 28))
-            assert y.min() >= 0 and y.max() <= 1, (
+            assert in_range(y, f"Decoder({n}) outputs", 0, 1), (
                 f"Decoder({n}) outputs should lie in [0, 1] like the images (got values from {y.min():.3g} "
                 f"to {y.max():.3g}): end the decoder with a sigmoid.")
 
@@ -91,19 +92,21 @@ def judge_builders(out: dict, inputs: Inputs) -> None:
                 f"make_{part}({size}) should have {parameters} parameters, got {describe(out.get(f'{part}{size}_parameters'))}.")
         codes = require_tensor(out.get(f"codes{size}"), f"make_encoder({size}) output for 5 images", (5, size))
         saturated = require_tensor(out.get(f"saturated{size}"), f"make_encoder({size}) output for large inputs", (5, size))
-        assert codes.abs().max() < 1 and saturated.abs().max() <= 1, (
+        assert in_range(codes, f"make_encoder({size}) codes", -1, 1, strict=True) and in_range(
+                saturated, f"make_encoder({size}) codes of large inputs", -1, 1), (
             f"The codes of make_encoder({size}) should lie in (-1, 1), got values up to "
             f"{max(codes.abs().max(), saturated.abs().max()):.3g}: end the encoder with nn.Tanh().")
         for x, got in ((collect.encoder_inputs(inputs, 5), codes), (collect.saturating_inputs(inputs), saturated)):
-            assert torch.allclose(got.double(), built_output(out.get(f"encoder{size}_weights"), x, torch.tanh), atol=1e-5), (
+            assert agrees(got, built_output(out.get(f"encoder{size}_weights"), x, torch.tanh),
+                          f"make_encoder({size}) on the hidden inputs", atol=1e-5), (
                 f"make_encoder({size}) does not compute tanh(W2 relu(W1 x + b1) + b2) with its own layers: flatten, "
                 "Linear(784, 100), ReLU, Linear(100, DIM), Tanh, in this order.")
         images = require_tensor(out.get(f"images{size}"), f"make_decoder({size}) output for 5 codes", (5, 1, 28, 28))
-        assert images.min() >= 0 and images.max() <= 1, (
+        assert in_range(images, f"make_decoder({size}) outputs", 0, 1), (
             f"make_decoder({size}) outputs should lie in [0, 1] (got {images.min():.3g} to {images.max():.3g}): "
             "end with a sigmoid before reshaping.")
         expected = built_output(out.get(f"decoder{size}_weights"), collect.builder_codes(inputs, size), torch.sigmoid)
-        assert torch.allclose(images.double().flatten(1), expected, atol=1e-5), (
+        assert agrees(images.flatten(1), expected, f"make_decoder({size}) on the hidden codes", atol=1e-5), (
             f"make_decoder({size}) does not compute sigmoid(W2 relu(W1 z + b1) + b2) with its own layers: "
             "Linear(DIM, 100), ReLU, Linear(100, 784), sigmoid, then nn.Unflatten(1, (1, 28, 28)).")
 
@@ -116,10 +119,11 @@ def judge_autoencoder(out: dict, inputs: Inputs) -> None:
     codes = require_tensor(out["codes"], "codes returned by Autoencoder(10)", (6, 10))
     reconstructions = require_tensor(out["reconstructions"], "reconstructions returned by Autoencoder(10)",
                                      (6, 1, 28, 28))
-    assert torch.allclose(codes, require_tensor(out["encoder_codes"], "self.encoder(x)", (6, 10)), atol=1e-5), (
-        "The codes should be self.encoder(x).")
-    assert torch.allclose(reconstructions, require_tensor(out["decoded"], "self.decoder(codes)", (6, 1, 28, 28)),
-                          atol=1e-5), "The reconstructions should be self.decoder(codes)."
+    assert agrees(codes, require_tensor(out["encoder_codes"], "self.encoder(x)", (6, 10)), "The codes of forward(x)",
+                  atol=1e-5, target="self.encoder(x)"), "The codes should be self.encoder(x)."
+    assert agrees(reconstructions, require_tensor(out["decoded"], "self.decoder(codes)", (6, 1, 28, 28)),
+                  "The reconstructions of forward(x)", atol=1e-5, target="self.decoder(codes)"), (
+        "The reconstructions should be self.decoder(codes).")
     _, test_index = collect.brief_subsets(inputs)
     images = split("test")[0][test_index]
     before = mse_per_pixel(require_tensor(out["before"], "reconstructions before training", tuple(images.shape)), images)
@@ -179,8 +183,9 @@ def judge_compression(out: dict, inputs: Inputs) -> None:
     codes = require_tensor(out["codes"], "codes of CompressionAutoencoder", (4, 32))
     reconstructions = require_tensor(out["reconstructions"], "reconstructions of CompressionAutoencoder",
                                      (4, 1, 28, 28))
-    assert codes.min() > 0 and codes.max() < 1, "The 32 code units should use a sigmoid (values in (0, 1))."
-    assert reconstructions.min() >= 0 and reconstructions.max() <= 1, "The output layer should use a sigmoid."
+    assert in_range(codes, "The 32 code units", 0, 1, strict=True), (
+        "The 32 code units should use a sigmoid (values in (0, 1)).")
+    assert in_range(reconstructions, "The reconstructions", 0, 1), "The output layer should use a sigmoid."
 
 
 @check("test_compression_trained", collect.collect_trained_compression, figures=("compression_mse",))
@@ -207,7 +212,8 @@ def judge_sparsity(out: dict, inputs: Inputs) -> None:
             f"sparsity_penalty should return a scalar tensor, got {describe(value)}.")
         expected = sparsity_closed_form(activations, rho)
         batch, units = activations.shape
-        assert torch.allclose(value.double().reshape(()), expected, rtol=1e-4, atol=1e-6), (
+        assert agrees(value.reshape(()), expected, "sparsity_penalty on the hidden activations", rtol=1e-4, atol=1e-6,
+                      target="sum_j KL(rho || rho_hat_j)"), (
             f"sparsity_penalty on activations of shape ({batch}, {units}) with rho={rho} returned "
             f"{float(value):.6f}, expected {float(expected):.6f}: rho_hat_j is the mean of unit j over the batch, "
             "and the KL terms are summed over the units.")
@@ -223,7 +229,7 @@ def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
     images = split("test")[0]
     assert "codes" in out, f"CompressionAutoencoder.forward should return (codes, reconstructions), got {out.get('kind')}."
     codes = require_tensor(out.get("codes"), "codes of the test images", (len(images), 32))
-    assert codes.min() >= 0 and codes.max() <= 1, (
+    assert in_range(codes, "The codes of the test images", 0, 1), (
         f"The codes of your sparse autoencoder should be sigmoid activations in (0, 1), got values from "
         f"{codes.min():.3g} to {codes.max():.3g}.")
     measure(FIGURES["sparse_activation"], codes.double().mean().item(),

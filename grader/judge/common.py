@@ -18,7 +18,7 @@ from grader.collect.common import ERROR_KEY, FAULT_KEY, SAMPLING_COPIES, Inputs,
 from grader.collect.record import RecordError, decode
 from grader.checks import task_of
 from grader.faults import GradingFault
-from grader.judge.results import Results, judging, measure, show
+from grader.judge.results import Agreement, Results, Shape, Span, compared, judging, measure, show
 from grader.reference import Figure
 
 # The fully connected 784-128-32-128-784 autoencoder that 1_ae (compression, sparse) and 2_dae (denoiser) share.
@@ -67,8 +67,8 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
 
 
 def verdict(passed: bool, message: str, results: Results) -> Verdict:
-    """A verdict whose message ends with one line per figure measured (the failing one's is in the message)."""
-    lines = [m.summary() for m in results.measurements if m.passed]
+    """A verdict whose message ends with the cell's summary: the figures that passed and the comparisons made."""
+    lines = results.summary()
     text = "\n".join([message, *lines]) if lines else message
     return Verdict(passed, text, results.figures(), tuple(results.pictures))
 
@@ -97,6 +97,8 @@ def require_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None) 
         f"{what} contains NaN or infinite values: usually a training run that diverged (a learning rate too high) "
         "or a log or division of zero (clamp the argument, e.g. x.clamp_min(1e-7)). Check the losses the notebook "
         "printed while training.")
+    if shape is not None:
+        compared(Shape(what, tuple(shape)))
     return value
 
 
@@ -144,10 +146,44 @@ def close(value: float, expected: float, rtol: float = 1e-4, atol: float = 1e-5)
     return math.isfinite(value) and abs(value - expected) <= atol + rtol * abs(expected)
 
 
-def tensors_close(value: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> tuple[bool, float]:
-    """Whether two tensors agree elementwise within tolerances, and their largest absolute difference."""
-    difference = (value.double() - expected.double()).abs()
-    return bool((difference <= atol + rtol * expected.double().abs()).all()), float(difference.max())
+def within(difference: Any, allowed: Any, what: str, target: str = "a correct implementation") -> Agreement:
+    """Whether every difference is at most its tolerance (NaN never is), recorded for the cell's feedback."""
+    difference, allowed = torch.broadcast_tensors(torch.as_tensor(difference, dtype=torch.float64).detach(),
+                                                  torch.as_tensor(allowed, dtype=torch.float64).detach())
+    if difference.numel() == 0:
+        return compared(Agreement(what, 0.0, 0.0, True, target))
+    difference, allowed = difference.reshape(-1), allowed.reshape(-1)
+    ratio = torch.where(allowed > 0, difference / allowed.clamp_min(1e-300),
+                        torch.where(difference > 0, math.inf, 0.0))
+    worst = int(torch.nan_to_num(ratio, nan=math.inf).argmax())
+    passed = bool((difference <= allowed).all())
+    return compared(Agreement(what, float(difference[worst]), float(allowed[worst]), passed, target))
+
+
+def in_range(values: torch.Tensor, what: str, low: float | None = None, high: float | None = None,
+             strict: bool = False) -> Span:
+    """Whether every value lies within the bounds (excluded when `strict`; None: open), recorded for the feedback."""
+    values = values.detach().double()
+    if values.numel() == 0:
+        return compared(Span(what, math.nan, math.nan, low, high, True, strict))
+    lowest, highest = float(values.min()), float(values.max())
+    above = low is None or (lowest > low if strict else lowest >= low)
+    below = high is None or (highest < high if strict else highest <= high)
+    return compared(Span(what, lowest, highest, low, high, above and below, strict))
+
+
+def agrees(value: Any, expected: Any, what: str, *, rtol: float = 0.0, atol: float = 0.0,
+           target: str = "a correct implementation") -> Agreement:
+    """Whether `value` equals `expected` elementwise as torch.allclose decides (|v - e| <= atol + rtol |e|), recorded
+    for the cell's feedback; the Agreement is true or false and holds the largest difference."""
+    value = torch.as_tensor(value, dtype=torch.float64).detach()
+    expected = torch.as_tensor(expected, dtype=torch.float64).detach()
+    try:
+        torch.broadcast_shapes(value.shape, expected.shape)
+    except RuntimeError:
+        return compared(Agreement(what, math.inf, atol, False, target))
+    difference = torch.where(value == expected, 0.0, (value - expected).abs())  # equal infinities agree
+    return within(difference, atol + rtol * expected.abs(), what, target)
 
 
 def require_reparameterised(sampled: Any, what: str, decode: str) -> None:
@@ -162,7 +198,8 @@ def require_reparameterised(sampled: Any, what: str, decode: str) -> None:
                                                                                           z.shape[1])
     mean, std = noise.mean(dim=1), noise.std(dim=1)
     # 1,000 draws a dimension: the mean of N(0, 1) noise lies within 0.15 and its spread within 12 % of 1 (about 5 sigma)
-    assert bool((mean.abs() < 0.15).all() and ((std - 1).abs() < 0.12).all()), (
+    assert within(mean.abs(), 0.15, f"The mean of the noise eps in the codes {what} decodes", target="0") and within(
+        (std - 1).abs(), 0.12, f"The standard deviation of the noise eps in the codes {what} decodes", target="1"), (
         f"The codes {what} decodes are not z_mean + exp(z_logvar / 2) * eps with eps ~ N(0, I): over 1,000 forward "
         f"passes of one image, (z - z_mean) / exp(z_logvar / 2) has means from {float(mean.min()):.2f} to "
         f"{float(mean.max()):.2f} and standard deviations from {float(std.min()):.2f} to {float(std.max()):.2f} "

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from aelib.evaluation import mse_per_pixel
 from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import (close, describe, require_scalar, require_tensor, require_reparameterised,
-                                 show_and_measure, tensors_close)
+from grader.judge.common import (agrees, close, describe, in_range, require_reparameterised, require_scalar,
+                                 require_tensor, show_and_measure)
 from grader.judge.pictures import code_map, image_rows
 from grader.checks import check
 from grader.judge.results import measure, number, show
@@ -124,7 +124,7 @@ def judge_conv_encoder_decoder(out: dict, inputs: Inputs) -> None:
             require_tensor(out.get(f"codes{n}_{batch}"), f"ConvEncoder({n}) output for a batch of {batch}", (batch, n))
             images = require_tensor(out.get(f"images{n}_{batch}"), f"ConvDecoder({n}) output for a batch of {batch}",
                                     (batch, *IMAGE))
-            assert images.min() >= 0 and images.max() <= 1, (
+            assert in_range(images, f"ConvDecoder({n}) outputs", 0, 1), (
                 f"ConvDecoder({n}) should return pixel values in [0, 1]: end it with a sigmoid.")
             judge_convolutional(out.get(f"encoder_calls{n}_{batch}"), f"ConvEncoder({n})")
             decoder_calls = require_calls(out.get(f"decoder_calls{n}_{batch}"), f"ConvDecoder({n})")
@@ -179,9 +179,11 @@ def judge_conv_vae(out: dict, inputs: Inputs) -> None:
                 for value, name, shape in zip(output, ("x_rec", "z_mean", "z_logvar"), shapes):
                     require_tensor(value, f"{name} of ConvVAE({n})", shape)
             x_rec = first[0]
-            assert x_rec.min() >= 0 and x_rec.max() <= 1, (
+            assert in_range(x_rec, f"x_rec of ConvVAE({n})", 0, 1), (
                 f"x_rec of ConvVAE({n}) should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
-            assert torch.allclose(first[1], second[1], atol=1e-6) and torch.allclose(first[2], second[2], atol=1e-6), (
+            assert agrees(torch.stack([first[1], first[2]]), torch.stack([second[1], second[2]]),
+                          f"z_mean and z_logvar of ConvVAE({n}) for the same images twice", atol=1e-6,
+                          target="each other"), (
                 f"ConvVAE({n}) returned different z_mean or z_logvar for the same images: the encoder's outputs "
                 "should not be random (only z, drawn from them, is).")
             assert not torch.equal(first[0], second[0]), (
@@ -202,7 +204,7 @@ def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
     z_mean = require_tensor(out.get("z_mean"), "z_mean of the test images", (len(images), collect.VAE_COMPONENTS))
     z_logvar = require_tensor(out.get("z_logvar"), "z_logvar of the test images",
                               (len(images), collect.VAE_COMPONENTS))
-    assert x_rec.min() >= 0 and x_rec.max() <= 1, (
+    assert in_range(x_rec, "x_rec of the test images", 0, 1), (
         "x_rec of your trained ConvVAE should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
     show_and_measure(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec)]),
                      FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
@@ -299,7 +301,8 @@ def judge_gradients(case: dict, expected: list[torch.Tensor], what: str, name: s
         f"{what} should be differentiable with respect to the logits: use torch operations, without detach or .item().")
     for grad, target in zip(grads, expected):
         right = (isinstance(grad, torch.Tensor) and grad.is_floating_point() and grad.shape == target.shape
-                 and bool(torch.isfinite(grad).all()) and tensors_close(grad, target, rtol=1e-3, atol=1e-6)[0])
+                 and bool(torch.isfinite(grad).all())
+                 and agrees(grad, target, f"The gradients of {what}", rtol=1e-3, atol=1e-6, target="the closed form"))
         assert right, (
             f"The gradient of {what} with respect to the logits is wrong or not finite for {name}: compute "
             "it from the logits with a stable function (F.binary_cross_entropy_with_logits, F.softplus, F.logsigmoid).")
@@ -335,7 +338,8 @@ def judge_discriminator_loss(out: dict, inputs: Inputs) -> None:
     for (name, prior, codes), case in zip(cases, require_cases(out, len(cases), "discriminator_loss")):
         value = loss_value(case.get("value"), "discriminator_loss", name)
         expected = float(discriminator_loss_formula(prior, codes))
-        if not close(value, expected):
+        if not agrees(value, expected, "discriminator_loss on the hidden logits", rtol=1e-4, atol=1e-5,
+                      target="BCE(prior, 1) + BCE(codes, 0)"):
             hint = large_logits_hint(discriminator_hint(value, prior, codes), name)
             raise AssertionError(
                 f"discriminator_loss for {name} (prior logits {[round(v, 3) for v in prior.flatten().tolist()]}, code "
@@ -357,7 +361,8 @@ def judge_generator_loss(out: dict, inputs: Inputs) -> None:
     for (name, _, codes), case in zip(cases, require_cases(out, len(cases), "generator_loss")):
         value = loss_value(case.get("value"), "generator_loss", name)
         expected = float(generator_loss_formula(codes))
-        if not close(value, expected):
+        if not agrees(value, expected, "generator_loss on the hidden logits", rtol=1e-4, atol=1e-5,
+                      target="BCE(codes, 1)"):
             hint = large_logits_hint(generator_hint(value, codes), name)
             raise AssertionError(
                 f"generator_loss for {name} (code logits {[round(v, 3) for v in codes.flatten().tolist()]}) "

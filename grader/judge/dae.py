@@ -14,8 +14,8 @@ from aelib.data import downsample
 from aelib.evaluation import classifier_accuracy, mse_per_pixel
 from grader.collect import dae as collect
 from grader.collect.common import Inputs, split
-from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, describe, require_tensor,
-                                 show_and_measure)
+from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, agrees, describe, in_range,
+                                 require_tensor, show_and_measure, within)
 from grader.judge.pictures import code_map, image_rows
 from grader.checks import check
 from grader.judge.results import measure, number
@@ -41,12 +41,14 @@ def noise_problem(noisy: object, x: torch.Tensor, std: float, what: str) -> None
     limit = STANDARD_ERRORS / math.sqrt(flat.numel())
     neighbours = float(torch.corrcoef(torch.stack([flat[:, :-1].reshape(-1), flat[:, 1:].reshape(-1)]))[0, 1])
     images = float(torch.corrcoef(torch.stack([flat[:-1].reshape(-1), flat[1:].reshape(-1)]))[0, 1])
-    assert abs(neighbours) < limit and abs(images) < limit, (
+    assert within(torch.tensor([neighbours, images]).abs(), limit, f"The correlations of the noise of {what} between "
+                  "neighbouring pixels and between images", target="0"), (
         f"The noise of {what} is not independent between pixels and images (correlation {neighbours:.2f} between "
         f"neighbouring pixels, {images:.2f} between images): draw one value for every element, of x's full shape.")
-    assert abs(mean) <= STANDARD_ERRORS * std / math.sqrt(n), (
+    assert within(abs(mean), STANDARD_ERRORS * std / math.sqrt(n), f"The mean of the noise of {what}", target="0"), (
         f"The noise of {what} has mean {mean:.4f}; it should be 0 (noise = output - x).")
-    if not abs(variance - target) <= STANDARD_ERRORS * target * math.sqrt(2 / (n - 1)):
+    if not within(abs(variance - target), STANDARD_ERRORS * target * math.sqrt(2 / (n - 1)),
+                  f"The variance of the noise of {what}", target=f"std ** 2 = {target:g}"):
         hint = f"it should be std ** 2 = {target:g}"
         if abs(variance - std ** 4) < 0.1 * std ** 4:
             hint += ": you used std ** 2 as the standard deviation; multiply standard normal noise by std"
@@ -60,7 +62,8 @@ def judge_add_noise(out: dict, inputs: Inputs) -> None:
     """add_noise adds fresh, independent N(0, std^2) noise of x's shape, without clipping, leaving x unchanged."""
     x = collect.noise_images(inputs)
     after = out.get("input_after")
-    assert isinstance(after, torch.Tensor) and tuple(after.shape) == tuple(x.shape) and torch.equal(after, x), (
+    assert isinstance(after, torch.Tensor) and tuple(after.shape) == tuple(x.shape) and agrees(
+        after, x, "x after add_noise(x)", target="x before it"), (
         "add_noise changed its input x: return a new tensor (x + noise), do not modify x in place.")
     noise_problem(out.get("default"), x, collect.NOISE_STD, "add_noise(x) (default std 0.2)")
     again = require_tensor(out.get("default_again"), "a second add_noise(x)", tuple(x.shape))
@@ -103,8 +106,9 @@ def judge_mlp_denoiser(out: dict, inputs: Inputs) -> None:
     assert out.get("length") == 2, f"MLPDenoiser.forward should return a tuple (codes, denoised), got {out.get('kind')}."
     codes = require_tensor(out.get("codes"), "codes of MLPDenoiser", (4, 32))
     images = require_tensor(out.get("images"), "denoised images of MLPDenoiser", (4, *IMAGE))
-    assert codes.min() > 0 and codes.max() < 1, "The 32 code units should use a sigmoid (values in (0, 1))."
-    assert images.min() >= 0 and images.max() <= 1, "The output layer should use a sigmoid (values in (0, 1))."
+    assert in_range(codes, "The 32 code units", 0, 1, strict=True), (
+        "The 32 code units should use a sigmoid (values in (0, 1)).")
+    assert in_range(images, "The denoised images", 0, 1), "The output layer should use a sigmoid (values in (0, 1))."
     clean, noisy = collect.denoiser_test_set(inputs)
     denoised = require_tensor(out.get("denoised"), "the output of your trained MLPDenoiser", tuple(clean.shape))
     judge_denoised(denoised, clean, noisy, "mlp_denoiser_mse", "MLPDenoiser", collect.MLP_FILE)
@@ -137,7 +141,7 @@ def judge_dae_gate(out: dict, inputs: Inputs) -> None:
         x, zero = collect.gate_inputs(inputs, case)
         denoised = require_tensor(collected.get("denoised"), "denoised_x of DAE(10)", tuple(x.shape))
         leak = float(denoised[zero].abs().max())
-        assert leak <= 1e-6, (
+        assert within(denoised[zero].abs(), 1e-6, "DAE(10)'s output where its input is 0", target="0"), (
             f"Where a pixel of the input is 0, your DAE's output is not 0 (up to {leak:.3g}), for randomly "
             "initialised weights. The optimal denoiser multiplies its input by a gate: denoised_x = x * "
             "torch.sigmoid(f), with x the input itself (not a constant, and not added to f).")

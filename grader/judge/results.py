@@ -2,9 +2,11 @@
 
 Judges test a number against a reference figure (grader/reference.py) with `measure`, never by hand: it
 records a `Measurement` (value, threshold, direction, pass or fail), and a failure raises AssertionError with
-a message built here, whose advice depends on how far the value is from the threshold. Judges of trained
-models add a picture of the student's results with `show`. `judging()` gathers both for one cell; the
-verdict carries them into the graded cell's output, so the feedback says what was measured on a pass too.
+a message built here, whose advice depends on how far the value is from the threshold. Exact checks
+record each comparison with what a correct implementation gives (`Agreement`, through
+`judge.common.agrees`). Judges of trained models add a picture of the student's results with `show`.
+`judging()` gathers all of it for one cell; the verdict carries it into the graded cell's output, so the
+feedback says what was measured, and against what, on a pass too.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Iterator
 from grader.reference import Figure, figure_name
 
 NEAR = 2.0  # a failing value within this many reference-to-threshold gaps of the threshold is "close"
+MAX_COMPARISON_LINES = 4  # comparisons (or shapes) listed in a cell's feedback; the others are counted
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,122 @@ class Measurement:
                 f"(a reference solution: {self.reference:g}): {outcome}.")
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """One comparison of a student's values with what they should be on the same inputs, element by element."""
+    what: str            # what was compared, in words: "make_encoder(2) on the hidden inputs"
+    difference: float    # the difference at the element nearest to (or furthest past) its tolerance
+    allowed: float       # the tolerance at that element
+    passed: bool
+    target: str = "a correct implementation"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def key(self) -> tuple:
+        """Comparisons with the same key share one line of feedback."""
+        return ("agreement", self.what, self.target)
+
+    @property
+    def ratio(self) -> float:
+        """The difference as a fraction of its tolerance (above 1: outside it)."""
+        if self.allowed > 0:
+            return self.difference / self.allowed
+        return 0.0 if self.difference == 0 else math.inf
+
+    def merged(self, earlier: "Agreement") -> "Agreement":
+        """The one to report of this and an earlier comparison of the same key: a failure, else the closer call."""
+        return earlier if not earlier.passed or earlier.ratio >= self.ratio else self
+
+    def summary(self) -> str:
+        """One line for the feedback: the largest difference against its tolerance."""
+        verb = "matches" if self.passed else "does not match"
+        return (f"{self.what}: {verb} {self.target} (largest difference {self.difference:.2g}, "
+                f"{self.allowed:.2g} allowed).")
+
+
+@dataclass(frozen=True)
+class Span:
+    """The range a student's values took, against the range they must lie in (a bound of None: open)."""
+    what: str
+    lowest: float
+    highest: float
+    low: float | None
+    high: float | None
+    passed: bool
+    strict: bool = False  # the bounds themselves are outside
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def key(self) -> tuple:
+        """Spans with the same key share one line of feedback."""
+        return ("span", self.what, self.low, self.high, self.strict)
+
+    def merged(self, earlier: "Span") -> "Span":
+        """Both spans as one."""
+        return Span(self.what, min(self.lowest, earlier.lowest), max(self.highest, earlier.highest), self.low,
+                    self.high, self.passed and earlier.passed, self.strict)
+
+    def summary(self) -> str:
+        """One line for the feedback: the values' range against the bounds."""
+        if self.low is not None and self.high is not None:
+            bounds = f"inside ({self.low:g}, {self.high:g})" if self.strict else f"inside [{self.low:g}, {self.high:g}]"
+        elif self.low is not None:
+            bounds = f"{'above' if self.strict else 'at or above'} {self.low:g}"
+        else:
+            bounds = f"{'below' if self.strict else 'at or below'} {self.high:g}"
+        return f"{self.what}: from {self.lowest:.3g} to {self.highest:.3g}, {'' if self.passed else 'not '}{bounds}."
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The shape of a student's output, as required (a wrong one fails before it is recorded)."""
+    what: str
+    shape: tuple[int, ...]
+    passed: bool = True
+
+    @property
+    def key(self) -> tuple:
+        """A shape is listed once."""
+        return ("shape", self.what, self.shape)
+
+    def merged(self, earlier: "Shape") -> "Shape":
+        """The same shape."""
+        return earlier
+
+    def summary(self) -> str:
+        """One line for the feedback."""
+        return f"{self.what}: shape {self.shape}, as required."
+
+
 @dataclass
 class Results:
-    """What the judge of one cell measured and the pictures it drew."""
+    """What the judge of one cell measured, compared and the pictures it drew."""
     measurements: list[Measurement] = field(default_factory=list)
     pictures: list[str] = field(default_factory=list)  # base64 PNG
+    comparisons: list[Agreement | Span] = field(default_factory=list)  # one per key
+    shapes: list[Shape] = field(default_factory=list)
 
     def figures(self) -> tuple[dict, ...]:
         """The measurements as plain data (they cross from the judge's process to nbgrader's as JSON)."""
         return tuple(asdict(m) for m in self.measurements)
+
+    def summary(self) -> list[str]:
+        """The feedback's lines for a cell: each figure that passed (a failing one's message says it all), every
+        comparison, a failed one first, or (a check of shapes alone) the shapes."""
+        lines = [m.summary() for m in self.measurements if m.passed]
+        listed = sorted(self.comparisons, key=lambda c: c.passed) or ([] if lines else self.shapes)
+        lines += [c.summary() for c in listed[:MAX_COMPARISON_LINES]]
+        rest = listed[MAX_COMPARISON_LINES:]
+        if rest:
+            kind = "outputs" if listed is self.shapes else "comparisons"
+            failed = sum(not c.passed for c in rest)
+            lines.append(f"{len(rest)} more {kind}" + (f", {failed} of them not as required." if failed else
+                                                       " as required."))
+        return lines
 
 
 _CURRENT: list[Results] = []
@@ -117,3 +227,16 @@ def show(png: bytes) -> None:
     """Attach a PNG picture of the student's results to the cell being judged."""
     for results in _CURRENT:
         results.pictures.append(base64.b64encode(png).decode())
+
+
+def compared(comparison):
+    """Record an Agreement, Span or Shape for the cell being judged (one line per key: the comparisons merged)."""
+    for results in _CURRENT:
+        listed = results.shapes if isinstance(comparison, Shape) else results.comparisons
+        for index, earlier in enumerate(listed):
+            if earlier.key == comparison.key:
+                listed[index] = comparison.merged(earlier)
+                break
+        else:
+            listed.append(comparison)
+    return comparison

@@ -13,7 +13,7 @@ import torch
 
 from grader.collect import tsne as collect
 from grader.collect.common import Inputs
-from grader.judge.common import close, describe, require_tensor, tensors_close
+from grader.judge.common import agrees, describe, require_tensor, within
 from grader.judge.pictures import scatter
 from grader.checks import check
 from grader.judge.results import measure, show
@@ -166,7 +166,8 @@ def _judge_joint(M: torch.Tensor, name: str, what: str) -> None:
     assert float(M.diagonal().abs().max()) <= 1e-6 * scale, (
         f"{name} for {what} has non-zero diagonal entries; a point is not its own neighbour, so the diagonal "
         "must be exactly 0 (leave k = i out of the normalising sum too).")
-    assert torch.allclose(M, M.T, rtol=1e-4, atol=1e-6 * scale), f"{name} for {what} should be symmetric."
+    assert agrees(M, M.T, f"{name} on the hidden inputs", rtol=1e-4, atol=1e-6 * scale, target="its transpose"), (
+        f"{name} for {what} should be symmetric.")
     assert abs(float(M.double().sum()) - 1.0) < 1e-4, (
         f"{name} for {what} sums to {float(M.double().sum()):.6g}; the joint probabilities of all pairs sum to 1.")
 
@@ -190,10 +191,12 @@ def _distance_values(cases: Any, inputs: Inputs) -> None:
         D = require_tensor(D, f"pairwise_squared_distances of an input of shape {tuple(X.shape)}", (n, n))
         expected = (X.double()[:, None, :] - X.double()[None, :, :]).pow(2).sum(dim=2)
         atol = 1e-5 * (1.0 + float(X.double().pow(2).sum(dim=1).max()))
-        ok, worst = tensors_close(D, expected, rtol=1e-4, atol=atol)
-        assert ok, (
+        agreement = agrees(D, expected, "pairwise_squared_distances on the hidden inputs", rtol=1e-4, atol=atol,
+                           target="||x_i - x_j||^2")
+        assert agreement, (
             f"pairwise_squared_distances on an input of shape {tuple(X.shape)} differs from ||x_i - x_j||^2 by up "
-            f"to {worst:.4g}. D[i, j] is the squared Euclidean distance (no square root) between rows i and j.")
+            f"to {agreement.difference:.4g}. D[i, j] is the squared Euclidean distance (no square root) between rows "
+            "i and j.")
         assert float(D.diagonal().abs().max()) <= atol, "The diagonal of the distances should be 0 (clamp rounding)."
         assert float(D.min()) >= -atol, "Squared distances cannot be negative: clamp rounding errors at 0."
 
@@ -212,14 +215,15 @@ def _gauss_values(cases: Any, inputs: Inputs) -> None:
         n = len(X)
         P = require_tensor(P, f"symmetric_gauss_neighbour_probability for {what}", (n, n))
         scale = float(P.abs().max()) + 1e-30
-        assert torch.allclose(P, P.T, rtol=1e-4, atol=1e-6 * scale), (
+        assert agrees(P, P.T, "P on the hidden inputs", rtol=1e-4, atol=1e-6 * scale, target="its transpose"), (
             f"P for {what} is not symmetric. The joint probability is p_ij = (p_j|i + p_i|j) / (2N): "
             "average the conditional matrix with its transpose.")
         _judge_joint(P, "P", what)
         expected = reference_gauss_p(X.double(), sigma.double() if isinstance(sigma, torch.Tensor) else sigma)
-        ok, worst = tensors_close(P, expected, rtol=1e-3, atol=1e-4 * float(expected.max()))
-        assert ok, (
-            f"P for {what} differs from the formula by up to {worst:.3g} (largest entry {float(expected.max()):.3g}). "
+        agreement = agrees(P, expected, "P on the hidden inputs", rtol=1e-3, atol=1e-4 * float(expected.max()),
+                           target="the formula")
+        assert agreement, (
+            f"P for {what} differs from the formula by up to {agreement.difference:.3g} (largest entry {float(expected.max()):.3g}). "
             "Check the exponent -||x_i - x_j||^2 / (2 sigma_i^2) (sigma squared), that row i uses sigma_i, and "
             "that each row p_j|i is normalised over j != i before symmetrising.")
 
@@ -245,7 +249,8 @@ def _sigma_values(cases: Any, inputs: Inputs) -> None:
         error = torch.where(torch.isfinite(error), error, torch.full_like(error, math.inf))
         worst = int(error.argmax())
         missed = int((error > PERPLEXITY_TOLERANCE).sum())
-        assert missed == 0, (
+        assert within(error, PERPLEXITY_TOLERANCE, "The perplexities your sigmas give the hidden points (relative)",
+                      target="the target perplexity"), (
             f"With the sigmas of {how}, {missed} of {len(X)} points miss the perplexity {target:g} by more than "
             f"{PERPLEXITY_TOLERANCE:.0%} (point {worst}: sigma {float(sigmas[worst]):.4g} gives perplexity "
             f"{float(reached[worst]):.4g}). Each point needs its own sigma_i: bisect every sigma_i until "
@@ -272,9 +277,10 @@ def _q_values(cases: Any, inputs: Inputs) -> None:
             f"Q for {what} sums to {float(Q.double().sum()):.6g}: normalise by the sum over all pairs k != l "
             "(not row by row), so that all q_ij together sum to 1.")
         _judge_joint(Q, "Q", what)
-        ok, worst = tensors_close(Q, expected, rtol=1e-4, atol=1e-6 * float(expected.max()))
-        assert ok, (
-            f"Q for {what} differs from the formula by up to {worst:.3g}. The Student-t kernel is "
+        agreement = agrees(Q, expected, "Q on the hidden maps", rtol=1e-4, atol=1e-6 * float(expected.max()),
+                           target="the formula")
+        assert agreement, (
+            f"Q for {what} differs from the formula by up to {agreement.difference:.3g}. The Student-t kernel is "
             "(1 + ||y_i - y_j||^2)^-1 (not a Gaussian), and the normaliser is the sum of the kernel over all "
             "pairs k != l.")
 
@@ -312,7 +318,8 @@ def _kl_values(values: Any, inputs: Inputs) -> None:
     for (what, P, Q), value in zip(inputs_of_cases, values):
         value = _kl_value(value, what)
         expected = float(reference_kl(P.double(), Q.double()))
-        assert close(value, expected, rtol=1e-4, atol=1e-5), (
+        assert agrees(value, expected, "kl_divergence on the hidden (P, Q)", rtol=1e-4, atol=1e-5,
+                      target="the formula"), (
             f"kl_divergence(P, Q) for {what} returned {value:.6g}, expected {expected:.6g} = "
             "sum over i != j of p_ij log(p_ij / q_ij) (P, the data, weighs the log-ratio).")
 
@@ -329,10 +336,11 @@ def _judge_kl_gradient(gradient: Any, inputs: Inputs) -> None:
         "entries you leave out: never take the log of the zero diagonal of Q (replace it before the log, or use "
         "torch.xlogy on the off-diagonal entries).")
     expected = moving_part(kl_gradient(P.double(), Q.double()))
-    ok, worst = tensors_close(moving_part(gradient), expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max()))
-    assert ok, (
+    agreement = agrees(moving_part(gradient), expected, "The gradient of kl_divergence with respect to Q", rtol=1e-3,
+                       atol=1e-4 * float(expected.abs().max()), target="-p_ij / q_ij")
+    assert agreement, (
         f"The autograd gradient of your kl_divergence with respect to Q differs from dC/dq_ij = -p_ij / q_ij by "
-        f"up to {worst:.3g} (on the pairs i != j; a constant shift does not count). It is this gradient that "
+        f"up to {agreement.difference:.3g} (on the pairs i != j; a constant shift does not count). It is this gradient that "
         "gives the map the t-SNE gradient 4 sum_j (p_ij - q_ij)(y_i - y_j)(1 + ||y_i - y_j||^2)^-1.")
 
 
@@ -344,7 +352,8 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
     n = len(X)
     maps = {key: require_tensor(out.get(key), f"the map returned by tsne (run '{key}')", (n, 2)).double()
             for key in collect.tsne_runs(inputs)}
-    assert torch.allclose(maps["early_sgd"], maps["early_sgd_again"], atol=1e-5), (
+    assert agrees(maps["early_sgd"], maps["early_sgd_again"], "Two maps of tsne with the same seed", atol=1e-5,
+                  target="each other"), (
         "Two runs of tsne with the same seed gave different maps: draw the initial map from a generator seeded "
         "with `seed` (torch.Generator().manual_seed(seed)).")
     assert not torch.allclose(maps["early_sgd"], maps["early_sgd_other_seed"], atol=1e-6), (
@@ -402,7 +411,8 @@ def _judge_tsne_api(out: dict) -> None:
         f"{mean:.2f} and standard deviation {std:.2f}.")
     default = require_tensor(out.get("default_perplexity"), "the map of tsne with sigma and perplexity None", (n, 2))
     thirty = require_tensor(out.get("perplexity_30"), "the map of tsne with perplexity=30", (n, 2))
-    assert torch.allclose(default.double(), thirty.double(), atol=1e-5), (
+    assert agrees(default, thirty, "The map of tsne with sigma and perplexity None", atol=1e-5,
+                  target="the map with perplexity=30"), (
         "tsne with sigma=None and perplexity=None should use the perplexity 30 (the same map as perplexity=30.0).")
     calls = out.get("callback_calls")
     assert isinstance(calls, list) and len(calls) == steps, (
@@ -417,7 +427,8 @@ def _judge_tsne_api(out: dict) -> None:
             f"Call {number} of the callback should receive the iteration number {number} first, got {describe(iteration)}.")
         require_tensor(current, f"the map given to the callback at iteration {number}", (n, 2))
         assert type(loss) is float, f"The callback's third argument should be the loss as a Python float, got {describe(loss)}."
-    assert torch.allclose(calls[-1][1].double(), returned.double(), atol=1e-6), (
+    assert agrees(calls[-1][1], returned, "The map given to the last callback", atol=1e-6,
+                  target="the map tsne returns"), (
         "The map given to the callback after the last update should be the map tsne returns.")
 
 
