@@ -34,6 +34,7 @@ class Check:
     judge: Callable
     figures: tuple[str, ...] = ()  # keys of the notebook's table in grader/reference.py
     trains: bool = False           # whether judging or collecting trains a model or runs t-SNE (seconds)
+    pictured: bool = False         # whether its feedback pictures the student's result beside a reference solution's
 
     @property
     def task(self) -> str:
@@ -55,14 +56,15 @@ def task_of(judge: Callable) -> str:
     return " ".join(lines[0].split()) if lines else ""
 
 
-def check(grade_id: str, collector: Callable, figures: tuple[str, ...] = (), trains: bool = False):
+def check(grade_id: str, collector: Callable, figures: tuple[str, ...] = (), trains: bool = False,
+          pictured: bool = False):
     """Register the decorated function as the judge of `grade_id` in its module's notebook."""
     def register(judge: Callable) -> Callable:
         notebook = NOTEBOOK_OF_MODULE[judge.__module__.rsplit(".", 1)[-1]]
         checks = _REGISTRY.setdefault(notebook, {})
         if grade_id in checks and checks[grade_id].judge.__qualname__ != judge.__qualname__:
             raise ValueError(f"{notebook} declares {grade_id} twice")
-        checks[grade_id] = Check(notebook, grade_id, collector, judge, tuple(figures), trains)
+        checks[grade_id] = Check(notebook, grade_id, collector, judge, tuple(figures), trains, pictured)
         return judge
     return register
 
@@ -73,6 +75,15 @@ def checks_of(notebook: str) -> dict[str, Check]:
         return {}
     importlib.import_module(f"grader.judge.{MODULES[notebook]}")
     return dict(_REGISTRY.get(notebook, {}))
+
+
+def declaration(judge: Callable) -> Check | None:
+    """The check `judge` is declared the judge of (None for a function registered nowhere)."""
+    for checks in _REGISTRY.values():
+        for declared in checks.values():
+            if declared.judge is judge:
+                return declared
+    return None
 
 
 @dataclass(frozen=True)

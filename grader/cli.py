@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from grader import notebooks, parallel, pipeline, submissions, submitted
+from grader.checks import MODULES
+from grader.judge import beside
 from grader.variants import variants_of
 
 
@@ -90,6 +92,11 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         print_errors(run)
         return 0
     print(f"autograding {len(students)} student(s) on {where}, gradebook {args.db or root / 'gradebook.db'}")
+    unkept = [name for name in MODULES if not beside.is_current(name)]
+    if unkept:
+        print(f"note: no current reference results are kept for {', '.join(unkept)}: the feedback's pictures show each "
+              "student's results alone (`aecourse train-reference` keeps them, to picture a reference solution's "
+              "beside)")
     run = parallel.grade_class(root, students, workers=args.workers, scheduler=args.scheduler, db_url=args.db,
                                force=args.force, threads=args.threads, timeout=args.timeout, warm=not args.cold)
     shown = [report for report in run.reports if submitted.is_valid_student_id(report.student)]

@@ -7,9 +7,12 @@ functions `JudgeCollected` runs during `nbgrader autograde`. Student submissions
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -75,14 +78,49 @@ class Notebook:
         hand_out(folder, inputs.seed)
         verdicts = {}
         for grade_id in grade_ids if grade_ids is not None else list(self.hidden):
-            try:
-                exec(compile(self.hidden[grade_id], grade_id, "exec"), dict(namespace))
-            except Exception:  # a cell that raises collects nothing, and its judge says so
-                pass
+            self.collect(namespace, grade_id)
             verdicts[grade_id] = judge_notebook(self.name, [grade_id], folder, inputs)[grade_id]
             if stop_at_first_failure and not verdicts[grade_id].passed:
                 break
         return verdicts
+
+
+    def collect(self, namespace: dict, grade_id: str) -> None:
+        """Run the hidden test of `grade_id` in `namespace` (from the grading folder it was handed out in)."""
+        try:
+            exec(compile(self.hidden[grade_id], grade_id, "exec"), dict(namespace))
+        except Exception:  # a cell that raises collects nothing, and its judge says so
+            pass
+
+
+def keep_reference_collections(name: str, checkpoints: Path) -> Path:
+    """Collect the pictured checks of notebook `name` on the reference in `checkpoints`, kept for the judges.
+
+    Runs the reference solution's code in this process: call it in a process of its own
+    (`python -m grader.inprocess NAME CHECKPOINTS`), as `grader.pipeline.keep_reference` does.
+    """
+    from grader.checks import checks_of
+    from grader.collect.layout import collected_relative
+    from grader.judge import beside
+
+    notebook = checked(name)
+    pictured = [grade_id for grade_id, declared in checks_of(name).items() if declared.pictured]
+    kept = beside.kept_folder(name)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=kept.parent) as work:
+        folder = put_checkpoints(name, checkpoints, Path(work) / "folder", link=True)
+        staged = Path(work) / "kept"
+        staged.mkdir()
+        with contextlib.chdir(folder):
+            namespace = notebook.namespace()
+            hand_out(folder, beside.REFERENCE_SEED)
+            for grade_id in pictured:
+                notebook.collect(namespace, grade_id)
+                os.replace(folder / collected_relative(grade_id), staged / Path(collected_relative(grade_id)).name)
+        (staged / beside.DIGEST_FILE).write_text(beside.collections_digest(name))
+        shutil.rmtree(kept, ignore_errors=True)
+        os.replace(staged, kept)
+    return kept
 
 
 def _only_defines(node: ast.stmt) -> bool:
@@ -152,6 +190,7 @@ def put_checkpoints(name: str, source: Path, folder: Path, link: bool = False) -
     `link` hard-links instead of copying: only for callers that never write to them (tampering would
     change the source too).
     """
+    folder.mkdir(parents=True, exist_ok=True)
     for checkpoint in Path(source).glob(f"{name}_*.pth"):
         try:
             if not link:
@@ -165,3 +204,7 @@ def put_checkpoints(name: str, source: Path, folder: Path, link: bool = False) -
 def failures(verdicts: dict[str, Verdict]) -> dict[str, str]:
     """The failing cells of `verdicts`, with their messages."""
     return {grade_id: verdict.message for grade_id, verdict in verdicts.items() if not verdict.passed}
+
+
+if __name__ == "__main__":  # python -m grader.inprocess NAME CHECKPOINTS: keep the reference's pictured collections
+    print(keep_reference_collections(sys.argv[1], Path(sys.argv[2])))

@@ -213,8 +213,27 @@ def train_reference(name: str, cache: Path = CACHE / "reference", threads: int |
     Its hidden tests collect without grading inputs (nothing is judged here); the test suite judges the reference.
     """
     notebook = training_notebook(notebooks.build_notebook(SOURCE / f"{name}.py"))
-    return cached(cache / f"{name}-{source_digest(name)}",
-                  lambda folder: run_training(folder, name, notebook, f"training the reference {name}", threads))
+    folder = cached(cache / f"{name}-{source_digest(name)}",
+                    lambda folder: run_training(folder, name, notebook, f"training the reference {name}", threads))
+    keep_reference(name, folder)
+    return folder
+
+
+def keep_reference(name: str, checkpoints: Path) -> None:
+    """Keep what the reference in `checkpoints` collects for the pictured checks of `name` (grader/judge/beside.py)."""
+    from grader.judge import beside
+
+    if beside.is_current(name):
+        return
+    beside.FOLDER.mkdir(parents=True, exist_ok=True)
+    with open(beside.FOLDER / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if beside.is_current(name):
+            return
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "grader.inprocess", name, str(checkpoints)], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
+        print(f"kept the reference {name}'s results for the feedback's pictures: {time.perf_counter() - start:.0f} s")
 
 
 def train_variant(variant: Variant, cache: Path = CACHE / "variants", threads: int | None = None) -> Path:

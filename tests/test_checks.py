@@ -28,11 +28,6 @@ NOTEBOOKS = notebooks_under_test()
 CHECKED = {name: checked(name) for name in NOTEBOOKS}
 CASES = [(name, variant) for name in NOTEBOOKS for variant in variants_of(name).VARIANTS if not variant.retrain]
 INPUTS = Inputs(20261122)
-# The checks of trained models (submitted checkpoints) and of t-SNE maps: their feedback shows the student's results.
-PICTURED = {"test_reconstruction", "test_classifier", "test_compression_trained", "test_sparse_trained",
-            "test_denoiser_trained", "test_mlp_denoiser", "test_dae_trained", "test_super_resolution_trained",
-            "test_vae_trained", "test_vae_classifier", "test_bernoulli_trained", "test_conv_ae_trained",
-            "test_conv_vae_trained", "test_aae_trained", "test_tsne"}
 
 
 def figures_of(name: str) -> dict:
@@ -106,8 +101,11 @@ def test_reference_passes_every_hidden_check_and_reports_the_figures_declared(na
         reported = sorted({figure["figure"] for figure in verdicts[grade_id].figures})
         assert reported == sorted(f"{table}.{key}" for key in declared.figures), grade_id
         assert all(figure["passed"] for figure in verdicts[grade_id].figures)
-        assert bool(verdicts[grade_id].pictures) == (grade_id in PICTURED), f"{grade_id}: a picture is expected only " \
-                                                                          "and always for trained models and maps"
+        assert bool(verdicts[grade_id].pictures) == declared.pictured, f"{grade_id}: a picture is expected only " \
+                                                                      "and always for the checks declared pictured"
+        # submission_dir trained the reference, which keeps its collections: its pictures are beside the student's
+        beside_reference = "beside a reference solution's" in verdicts[grade_id].message
+        assert beside_reference == declared.pictured, f"{grade_id}: the reference's result should be pictured"
 
 
 def test_every_graded_figure_is_declared_by_exactly_one_check():

@@ -88,6 +88,9 @@ def test_demo_on_one_notebook(tmp_path, capsys):
               for output in cell.get("outputs", []) if output.get("text", "").startswith(VERDICT_PREFIX)]
     assert len(passed) > 6  # the reference passes all six cells: each says what was measured or compared, and against what
     assert all(len(text.strip().splitlines()) > 1 and ("allowed)" in text or "needs " in text) for text in passed), passed
+    # the t-SNE maps are pictured beside a reference solution's, kept when the demo trained the reference
+    feedback = (tmp_path / "feedback" / "reference" / pipeline.ASSIGNMENT / "4_tsne.html").read_text()
+    assert feedback.count("beside a reference solution") == 1 and feedback.count("data:image/png") >= 2
 
 
 def test_unknown_command_is_rejected():

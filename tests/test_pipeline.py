@@ -215,6 +215,7 @@ def test_feedback_is_written(graded, course, postgres_url):
     assert {grade_id for grade_id, pictures in shown.items() if pictures} == {
         "test_reconstruction", "test_classifier", "test_compression_trained", "test_sparse_trained"}
     assert all(picture in html for pictures in shown.values() for picture in pictures), "a picture is not in feedback"
+    assert html.count("beside a reference solution") == 4, "the reference's results are not pictured beside"
     for figure in ("per-pixel test MSE: 0.0", "held-out accuracy: 0.8", "mean activation: 0.0"):
         assert f"{figure}" in html and "to spare" in html, f"the passed figure {figure!r} is missing from feedback"
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from grader.collect.common import Inputs, split
 from grader.collect.record import encode
-from grader.judge import ae
+from grader.judge import ae, beside, pictures
 from grader.judge.common import agrees, in_range, judge_collection, require_tensor, within
 from grader.judge.results import MAX_COMPARISON_LINES, judging, measure
 from grader.reference import AE
@@ -164,3 +164,49 @@ def test_nan_outputs_get_advice_on_where_nan_comes_from():
     images = split("test")[0]
     verdict = reconstruction_verdict(torch.full_like(images, float("nan")))
     assert not verdict.passed and "NaN or infinite" in verdict.message and "learning rate" in verdict.message
+
+
+def picture_rows(verdict) -> int:
+    """How many rows of digits the verdict's one picture has (grader.judge.pictures.image_rows' layout)."""
+    (picture,) = verdict.pictures
+    height = Image.open(io.BytesIO(base64.b64decode(picture))).height
+    side, gap = 28 * pictures.SCALE, 4
+    return (height - gap) // (side + gap)
+
+
+def keep(folder: Path, reconstructions: torch.Tensor, digest: str) -> None:
+    """A kept reference collection of 1_ae's test_reconstruction in `folder`, made under `digest`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test_reconstruction.safetensors").write_bytes(encode({"reconstructions": reconstructions}))
+    (folder / beside.DIGEST_FILE).write_text(digest)
+
+
+def test_a_kept_reference_result_is_pictured_beside_the_students_only_when_current_and_sound(tmp_path, monkeypatch):
+    monkeypatch.setattr(beside, "FOLDER", tmp_path)
+    images = split("test")[0]
+    student = (images + 0.05 * torch.randn(images.shape)).clamp(0, 1)
+    alone = reconstruction_verdict(student)
+    assert picture_rows(alone) == 2 and "beside a reference solution's" not in alone.message  # nothing kept
+    keep(tmp_path / "1_ae", images.clone(), beside.collections_digest("1_ae"))
+    shown = reconstruction_verdict(student)
+    assert picture_rows(shown) == 3 and shown.passed
+    assert "beside a reference solution's (its reconstructions of the same test images)" in shown.message
+    assert shown.figures == alone.figures  # a picture, never a grade
+    for digest, value in (("stale", images.clone()),  # made by other collectors or another source
+                          (beside.collections_digest("1_ae"), images[:5].clone()),  # not the student's shape
+                          (beside.collections_digest("1_ae"), images.clone().fill_(float("nan")))):
+        keep(tmp_path / "1_ae", value, digest)
+        verdict = reconstruction_verdict(student)
+        assert picture_rows(verdict) == 2 and "beside" not in verdict.message, digest
+    keep(tmp_path / "elsewhere", images.clone(), beside.collections_digest("1_ae"))
+    kept = tmp_path / "1_ae" / "test_reconstruction.safetensors"
+    kept.unlink()
+    kept.symlink_to(tmp_path / "elsewhere" / kept.name)
+    assert picture_rows(reconstruction_verdict(student)) == 2  # a link is not followed
+
+
+def test_maps_are_drawn_side_by_side():
+    points, labels = torch.randn(50, 2), torch.randint(0, 10, (50,))
+    one = Image.open(io.BytesIO(pictures.maps([(points, labels, "one")])))
+    two = Image.open(io.BytesIO(pictures.maps([(points, labels, "one"), (points * 2, labels, "two")])))
+    assert two.width == 2 * one.width and two.height == one.height

@@ -10,7 +10,7 @@ from grader.collect import ae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, agrees, describe, in_range,
                                  require_tensor, show_and_measure, within)
-from grader.judge.pictures import code_map, image_rows
+from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_row
 from grader.checks import check
 from grader.judge.results import measure, number
 from grader.reference import AE as FIGURES
@@ -141,7 +141,9 @@ def judge_test_mse(reconstructions: object, figure: str, model: str) -> None:
     """Reconstructions of the held-out images reach the per-pixel MSE threshold of `figure`."""
     images = split("test")[0]
     reconstructions = require_tensor(reconstructions, "reconstructions of the test images", tuple(images.shape))
-    show_and_measure(image_rows([("test images", images), (f"your {model}", reconstructions)]), FIGURES[figure],
+    rows = [("test images", images), (f"your {model}", reconstructions),
+            *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]
+    show_and_measure(image_rows(rows), FIGURES[figure],
                      mse_per_pixel(reconstructions, images), f"Your trained {model}", "per-pixel test MSE",
                      range_check=(reconstructions, "reconstructions", "end the decoder with a sigmoid"),
                      close="Train longer or with a larger network, then save and submit the checkpoints again.",
@@ -150,20 +152,23 @@ def judge_test_mse(reconstructions: object, figure: str, model: str) -> None:
                          "checkpoints again.")
 
 
-@check("test_reconstruction", collect.collect_trained_codes, figures=("ae10_mse",))
+@check("test_reconstruction", collect.collect_trained_codes, figures=("ae10_mse",), pictured=True)
 def judge_reconstruction(out: dict, inputs: Inputs) -> None:
     """The trained 10-D autoencoder reconstructs held-out images with a low per-pixel MSE."""
     judge_test_mse(out["reconstructions"], "ae10_mse", "10-D autoencoder")
 
 
-@check("test_classifier", collect.collect_trained_codes, figures=("ae10_accuracy",), trains=True)
+@check("test_classifier", collect.collect_trained_codes, figures=("ae10_accuracy",), trains=True, pictured=True)
 def judge_classifier(out: dict, inputs: Inputs) -> None:
     """A logistic-regression classifier on the 10-D codes classifies held-out digits accurately."""
     train_labels = split("train")[1][collect.classifier_subset(inputs)]
     test_labels = split("test")[1]
     test_codes = require_tensor(out["test_codes"], "codes of the test images", (len(test_labels), 10))
     train_codes = require_tensor(out["train_codes"], "codes of the training images", (len(train_labels), 10))
-    show_and_measure(code_map(test_codes, test_labels, "your 10-D test codes (first two principal components)"),
+    panels = [code_panel(test_codes, test_labels, "your 10-D test codes (first two principal components)"),
+              *reference_panels("test_codes", test_codes, test_labels, "a reference solution's 10-D test codes",
+                                "its codes of the same test images")]
+    show_and_measure(maps(panels),
                      FIGURES["ae10_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
                      "A logistic-regression classifier on your 10-D codes", "held-out accuracy", digits=3,
                      close="Train the autoencoder longer, then save and submit it again.",
@@ -188,7 +193,7 @@ def judge_compression(out: dict, inputs: Inputs) -> None:
     assert in_range(reconstructions, "The reconstructions", 0, 1), "The output layer should use a sigmoid."
 
 
-@check("test_compression_trained", collect.collect_trained_compression, figures=("compression_mse",))
+@check("test_compression_trained", collect.collect_trained_compression, figures=("compression_mse",), pictured=True)
 def judge_trained_compression(out: dict, inputs: Inputs) -> None:
     """The trained compression autoencoder reconstructs held-out images well."""
     judge_test_mse(out["reconstructions"], "compression_mse", "compression autoencoder")
@@ -223,7 +228,7 @@ def judge_sparsity(out: dict, inputs: Inputs) -> None:
             "Gradients of sparsity_penalty should flow back to the activations: use torch operations only.")
 
 
-@check("test_sparse_trained", collect.collect_trained_sparse, figures=("sparse_activation", "sparse_mse"))
+@check("test_sparse_trained", collect.collect_trained_sparse, figures=("sparse_activation", "sparse_mse"), pictured=True)
 def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
     """The trained sparse autoencoder's code units are rarely active on held-out images, and it still reconstructs."""
     images = split("test")[0]

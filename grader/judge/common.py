@@ -7,6 +7,7 @@ they derive the true inputs and targets themselves: nothing the kernel wrote is 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -16,8 +17,9 @@ import torch
 from grader.judge.carry import NO_RESULTS, Verdict, carry_out  # noqa: F401 (judges and tests import them from here)
 from grader.collect.common import ERROR_KEY, FAULT_KEY, SAMPLING_COPIES, Inputs, quiet, single_thread
 from grader.collect.record import RecordError, decode
-from grader.checks import task_of
+from grader.checks import declaration, task_of
 from grader.faults import GradingFault
+from grader.judge.beside import caption, judging_cell
 from grader.judge.results import Agreement, Results, Shape, Span, compared, judging, measure, show
 from grader.reference import Figure
 
@@ -42,7 +44,9 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
     holding the error their code raised, and judging that runs out of memory. The grading side's: a fault
     the kernel recorded (course data missing there) and any other exception of the judge.
     """
-    with quiet(), single_thread(), torch.no_grad(), judging() as results:
+    declared = declaration(judge)
+    cell = judging_cell(declared.notebook, declared.grade_id) if declared else contextlib.nullcontext([])
+    with quiet(), single_thread(), torch.no_grad(), judging() as results, cell as beside:
         try:
             data = load_collected(carried)
             if isinstance(data, dict) and FAULT_KEY in data:
@@ -53,7 +57,7 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
                 raise AssertionError("The results collected for this cell are not in the expected form.")
             judge(Collected(data), inputs)
         except AssertionError as error:
-            return verdict(False, str(error) or "A hidden test failed.", results)
+            return verdict(False, str(error) or "A hidden test failed.", results, beside)
         except MemoryError:
             return Verdict(False, "Judging this cell ran out of memory (the judge's memory limit): the results "
                                   "collected for it are too large to judge; they earn no points.")
@@ -63,12 +67,13 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
             raise GradingFault(f"the judge {getattr(judge, '__name__', judge)} raised {type(error).__name__}: "
                                f"{str(error)[:500]}") from error
     task = task_of(judge)
-    return verdict(True, f"Hidden tests passed: {task}" if task else "Hidden tests passed.", results)
+    return verdict(True, f"Hidden tests passed: {task}" if task else "Hidden tests passed.", results, beside)
 
 
-def verdict(passed: bool, message: str, results: Results) -> Verdict:
-    """A verdict whose message ends with the cell's summary: the figures that passed and the comparisons made."""
-    lines = results.summary()
+def verdict(passed: bool, message: str, results: Results, beside: list[str] = ()) -> Verdict:
+    """A verdict whose message ends with the cell's summary: the figures that passed, the comparisons made and
+    what its pictures show of a reference solution."""
+    lines = results.summary() + caption(list(beside))
     text = "\n".join([message, *lines]) if lines else message
     return Verdict(passed, text, results.figures(), tuple(results.pictures))
 

@@ -17,7 +17,7 @@ from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import (agrees, close, describe, in_range, require_reparameterised, require_scalar,
                                  require_tensor, show_and_measure)
-from grader.judge.pictures import code_map, image_rows
+from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_row
 from grader.checks import check
 from grader.judge.results import measure, number, show
 from grader.reference import CONV_AAE as FIGURES
@@ -148,13 +148,14 @@ def judge_conv_ae_learns(out: dict, inputs: Inputs) -> None:
                   "the codes.")
 
 
-@check("test_conv_ae_trained", collect.collect_conv_ae_trained, figures=("ae10_mse",))
+@check("test_conv_ae_trained", collect.collect_conv_ae_trained, figures=("ae10_mse",), pictured=True)
 def judge_conv_ae_trained(out: dict, inputs: Inputs) -> None:
     """The trained convolutional autoencoder beats the fully connected one of notebook 1 on held-out images."""
     images = split("test")[0]
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
-    show_and_measure(image_rows([("test images", images), ("your conv autoencoder", reconstructions)]),
+    show_and_measure(image_rows([("test images", images), ("your conv autoencoder", reconstructions),
+                                 *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]),
                      FIGURES["ae10_mse"], mse_per_pixel(reconstructions, images), "Your convolutional autoencoder",
                      "per-pixel test MSE",
                      context=" (the threshold is what the fully connected 10-D autoencoder of notebook 1 reaches)",
@@ -196,7 +197,7 @@ def judge_conv_vae(out: dict, inputs: Inputs) -> None:
         require_reparameterised(out.get(f"sampled{n}"), f"ConvVAE({n})", "self.decoder")
 
 
-@check("test_conv_vae_trained", collect.collect_conv_vae_trained, figures=("vae_test_elbo",))
+@check("test_conv_vae_trained", collect.collect_conv_vae_trained, figures=("vae_test_elbo",), pictured=True)
 def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
     """The trained convolutional VAE has a low negative ELBO on held-out images."""
     images = split("test")[0]
@@ -206,7 +207,8 @@ def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
                               (len(images), collect.VAE_COMPONENTS))
     assert in_range(x_rec, "x_rec of the test images", 0, 1), (
         "x_rec of your trained ConvVAE should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
-    show_and_measure(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec)]),
+    show_and_measure(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec),
+                                 *reference_row("x_rec", x_rec, "its x_rec of the same test images")]),
                      FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
                      "Your trained ConvVAE, on held-out images,",
                      "negative ELBO (BCE summed over pixels plus KL, nats)",
@@ -390,15 +392,19 @@ def judge_aae_codes(codes: torch.Tensor, inputs: Inputs) -> None:
 
 
 @check("test_aae_trained", collect.collect_aae_trained,
-       figures=("aae_abs_mean", "aae_max_variance", "aae_min_variance", "aae_mmd", "aae_mse"))
+       figures=("aae_abs_mean", "aae_max_variance", "aae_min_variance", "aae_mmd", "aae_mse"), pictured=True)
 def judge_aae_trained(out: dict, inputs: Inputs) -> None:
     """The adversarial autoencoder's codes follow the prior and it still reconstructs held-out images."""
     images = split("test")[0]
     codes = require_tensor(out.get("codes"), "codes of the test images", (len(images), collect.AAE_COMPONENTS))
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
-    show(image_rows([("test images", images), ("your AAE", reconstructions)]))
-    show(code_map(codes, split("test")[1], "your AAE's test codes (first two principal components)"))
+    show(image_rows([("test images", images), ("your AAE", reconstructions),
+                     *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]))
+    labels = split("test")[1]
+    show(maps([code_panel(codes, labels, "your AAE's test codes (first two principal components)"),
+               *reference_panels("codes", codes, labels, "a reference solution's AAE codes",
+                                 "its codes of the same test images")]))
     judge_aae_codes(codes, inputs)
     measure(FIGURES["aae_mse"], mse_per_pixel(reconstructions, images), "Your adversarial autoencoder",
             "per-pixel test MSE", close=f"Keep the reconstruction phase in every step and train for the 15 epochs, "

@@ -16,7 +16,7 @@ from grader.collect import dae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, agrees, describe, in_range,
                                  require_tensor, show_and_measure, within)
-from grader.judge.pictures import code_map, image_rows
+from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_row
 from grader.checks import check
 from grader.judge.results import measure, number
 from grader.reference import DAE as FIGURES
@@ -75,7 +75,7 @@ def judge_add_noise(out: dict, inputs: Inputs) -> None:
 
 # --- the trained MNIST denoiser ------------------------------------------------------------------
 
-@check("test_denoiser_trained", collect.collect_denoiser_trained, figures=("denoiser_mse",))
+@check("test_denoiser_trained", collect.collect_denoiser_trained, figures=("denoiser_mse",), pictured=True)
 def judge_denoiser_trained(out: dict, inputs: Inputs) -> None:
     """The submitted Denoiser removes most of the noise from held-out images."""
     clean, noisy = collect.denoiser_test_set(inputs)
@@ -86,7 +86,10 @@ def judge_denoiser_trained(out: dict, inputs: Inputs) -> None:
 def judge_denoised(denoised: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor, figure: str, model: str,
                    file: str) -> None:
     """Denoised held-out MNIST images reach the test MSE threshold of `figure` against the clean images."""
-    show_and_measure(image_rows([("noisy inputs", noisy), (f"your {model}", denoised), ("clean images", clean)]),
+    rows = [("noisy inputs", noisy), (f"your {model}", denoised),
+            *reference_row("denoised", denoised, "its output for the same digits under other noise",
+                           label="reference, other noise"), ("clean images", clean)]
+    show_and_measure(image_rows(rows),
                      FIGURES[figure], mse_per_pixel(denoised, clean), f"Your trained {model}",
                      "test MSE against the clean images",
                      context=f" (the noisy inputs: {mse_per_pixel(noisy, clean):.3f})",
@@ -96,7 +99,7 @@ def judge_denoised(denoised: torch.Tensor, clean: torch.Tensor, noisy: torch.Ten
                          f"against clean targets, then save and submit {file} again.")
 
 
-@check("test_mlp_denoiser", collect.collect_mlp_denoiser, figures=("mlp_denoiser_mse",))
+@check("test_mlp_denoiser", collect.collect_mlp_denoiser, figures=("mlp_denoiser_mse",), pictured=True)
 def judge_mlp_denoiser(out: dict, inputs: Inputs) -> None:
     """MLPDenoiser is 784-128-32-128-784 with sigmoids and returns (codes, denoised); the trained one denoises."""
     assert out.get("layers") == COMPRESSION_LAYERS and out.get("parameters") == COMPRESSION_PARAMETERS, (
@@ -164,13 +167,15 @@ def judge_dae_learns(out: dict, inputs: Inputs) -> None:
                   "gradients reach every layer.")
 
 
-@check("test_dae_trained", collect.collect_dae_trained, figures=("dae_accuracy", "dae_mse"))
+@check("test_dae_trained", collect.collect_dae_trained, figures=("dae_accuracy", "dae_mse"), pictured=True)
 def judge_dae_trained(out: dict, inputs: Inputs) -> None:
     """The trained DAE denoises held-out varianceMNIST well and its codes classify the digits."""
     clean, noisy = collect.dae_trained_test_set(inputs)
     denoised = require_tensor(out.get("denoised"), "denoised_x of your trained DAE", tuple(clean.shape))
     # varianceMNIST pixels are signed: their magnitudes are what a student recognises as digits
     show_and_measure(image_rows([("|noisy inputs|", noisy.abs()), ("|your DAE's|", denoised.abs()),
+                                 *reference_row("denoised", denoised, "its output for the same digits under other "
+                                                "noise", label="|reference|, other noise", transform=torch.abs),
                                  ("|clean images|", clean.abs())]),
                      FIGURES["dae_mse"], mse_per_pixel(denoised, clean),
                      "Your trained DAE, on held-out varianceMNIST images (noise std 0.2),", "test MSE",
@@ -184,7 +189,10 @@ def judge_dae_trained(out: dict, inputs: Inputs) -> None:
                                  (len(train_labels), collect.N_COMPONENTS))
     test_codes = require_tensor(out.get("test_codes"), "codes z of the test images",
                                 (len(test_labels), collect.N_COMPONENTS))
-    show_and_measure(code_map(test_codes, test_labels, "your DAE's test codes z (first two principal components)"),
+    panels = [code_panel(test_codes, test_labels, "your DAE's test codes z (first two principal components)"),
+              *reference_panels("test_codes", test_codes, test_labels, "a reference solution's codes z",
+                                "its codes of the same digits under other noise")]
+    show_and_measure(maps(panels),
                      FIGURES["dae_accuracy"], classifier_accuracy(train_codes, train_labels, test_codes, test_labels),
                      "A logistic-regression classifier on the codes of your DAE, on held-out varianceMNIST images,",
                      "accuracy", digits=3,
@@ -223,14 +231,16 @@ def judge_super_resolution_learns(out: dict, inputs: Inputs) -> None:
             close="Check that the output depends on learned layers and that gradients reach them.")
 
 
-@check("test_super_resolution_trained", collect.collect_super_resolution_trained, figures=("superres_mse",))
+@check("test_super_resolution_trained", collect.collect_super_resolution_trained, figures=("superres_mse",), pictured=True)
 def judge_super_resolution_trained(out: dict, inputs: Inputs) -> None:
     """The trained SuperResolution beats bicubic interpolation on held-out images by a clear margin."""
     clean = split("test")[0]
     output = require_tensor(out.get("output"), "the output of your SuperResolution", tuple(clean.shape))
     bicubic = F.interpolate(downsample(clean), scale_factor=2, mode="bicubic")
     show_and_measure(image_rows([("14x14 inputs", F.interpolate(downsample(clean), scale_factor=2, mode="nearest")),
-                                 ("bicubic", bicubic), ("your SuperResolution", output), ("originals", clean)]),
+                                 ("bicubic", bicubic), ("your SuperResolution", output),
+                                 *reference_row("output", output, "its output for the same images"),
+                                 ("originals", clean)]),
                      FIGURES["superres_mse"], mse_per_pixel(output, clean), "Your trained SuperResolution", "test MSE",
                      context=f" (bicubic interpolation: {mse_per_pixel(bicubic, clean):.4f})",
                      close=f"Train it, then save and submit {collect.SUPERRES_FILE} again.",

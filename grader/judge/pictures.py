@@ -1,20 +1,27 @@
 """Small PNG pictures of a student's results, drawn in the TA's process for the feedback (Pillow, no plotting).
 
-`image_rows` lays rows of digits side by side (inputs, the student's outputs, the clean images);
-`scatter` draws a 2-D map coloured by digit label; `code_map` projects codes to 2-D first. Values come from
-collections, so they are clamped and NaN-free before drawing; every picture is a few kilobytes.
+`image_rows` lays rows of digits side by side (inputs, the student's outputs, a reference solution's, the clean
+images); `maps` draws 2-D maps side by side, coloured by digit label (`code_panel` projects codes to 2-D first).
+`reference_row` and `reference_panels` add what a reference solution made of the same task (grader/judge/beside.py)
+when it is kept. Values come from collections, so they are clamped and NaN-free before drawing; every picture is a
+few kilobytes.
 """
 from __future__ import annotations
 
 import io
+from typing import Callable
 
 import torch
 from PIL import Image, ImageDraw
+
+from grader.judge.beside import LABEL, reference_value
 
 SCALE = 2           # each 28x28 digit is drawn 56x56
 LABEL_WIDTH = 150   # pixels left of each row for its label
 COUNT = 10          # digits per row
 MAP_SIZE = 360      # pixels of a scatter map's square
+MAP_POINTS = 2000   # codes drawn on a code map
+Panel = tuple[torch.Tensor, torch.Tensor, str]  # a map: points (N, 2 or more), their digit labels, a title
 # Ten distinct colours for the digit labels 0-9.
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -47,8 +54,8 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], count: int = COUNT) -> byte
     return png(canvas)
 
 
-def scatter(points: torch.Tensor, labels: torch.Tensor, title: str) -> bytes:
-    """A PNG of 2-D points coloured by digit label, with a legend and a title."""
+def scatter(points: torch.Tensor, labels: torch.Tensor, title: str) -> Image.Image:
+    """2-D points coloured by digit label, with a legend and a title."""
     points = torch.nan_to_num(points.detach().double()[:, :2], nan=0.0, posinf=0.0, neginf=0.0)
     low, high = points.min(dim=0).values, points.max(dim=0).values
     scaled = (points - low) / (high - low).clamp_min(1e-12) * (MAP_SIZE - 20) + 10
@@ -62,14 +69,39 @@ def scatter(points: torch.Tensor, labels: torch.Tensor, title: str) -> bytes:
         top = 30 + 18 * label
         draw.rectangle((MAP_SIZE + 20, top, MAP_SIZE + 30, top + 10), fill=colour)
         draw.text((MAP_SIZE + 36, top - 1), str(label), fill=(0, 0, 0))
+    return canvas
+
+
+def maps(panels: list[Panel]) -> bytes:
+    """A PNG of 2-D maps (points, labels, title) side by side."""
+    images = [scatter(*panel) for panel in panels]
+    canvas = Image.new("RGB", (sum(image.width for image in images), max(image.height for image in images)),
+                       (255, 255, 255))
+    left = 0
+    for image in images:
+        canvas.paste(image, (left, 0))
+        left += image.width
     return png(canvas)
 
 
-def code_map(codes: torch.Tensor, labels: torch.Tensor, title: str, count: int = 2000) -> bytes:
-    """A PNG of codes projected on their first two principal components, coloured by digit label."""
+def code_panel(codes: torch.Tensor, labels: torch.Tensor, title: str, count: int = MAP_POINTS) -> Panel:
+    """A map of codes projected on their first two principal components, coloured by digit label."""
     codes = torch.nan_to_num(codes.detach().double()[:count], nan=0.0, posinf=0.0, neginf=0.0)
     centred = codes - codes.mean(dim=0)
     if codes.shape[1] > 2:
         _, _, basis = torch.linalg.svd(centred, full_matrices=False)
         centred = centred @ basis[:2].T
-    return scatter(centred, labels[:count], title)
+    return centred, labels[:count], title
+
+
+def reference_row(key: str, like: torch.Tensor, what: str, label: str = LABEL,
+                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[tuple[str, torch.Tensor]]:
+    """The row of a reference solution's images `key` (shaped like the student's `like`), or none when not kept."""
+    value = reference_value(key, tuple(like.shape), what)
+    return [] if value is None else [(label, transform(value) if transform else value)]
+
+
+def reference_panels(key: str, like: torch.Tensor, labels: torch.Tensor, title: str, what: str) -> list[Panel]:
+    """The code map of a reference solution's codes `key` (shaped like the student's `like`), or none when not kept."""
+    value = reference_value(key, tuple(like.shape), what)
+    return [] if value is None else [code_panel(value, labels, title)]

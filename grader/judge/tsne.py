@@ -14,7 +14,8 @@ import torch
 from grader.collect import tsne as collect
 from grader.collect.common import Inputs
 from grader.judge.common import agrees, describe, require_tensor, within
-from grader.judge.pictures import scatter
+from grader.judge.beside import reference_inputs, reference_value
+from grader.judge.pictures import maps as map_picture
 from grader.checks import check
 from grader.judge.results import measure, show
 from grader.reference import TSNE as FIGURES
@@ -344,8 +345,14 @@ def _judge_kl_gradient(gradient: Any, inputs: Inputs) -> None:
         "gives the map the t-SNE gradient 4 sum_j (p_ij - q_ij)(y_i - y_j)(1 + ||y_i - y_j||^2)^-1.")
 
 
+def reference_map(key: str, n: int, title: str) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
+    """A reference solution's map of run `key` (on its own test images), or none when not kept."""
+    points = reference_value(key, (n, 2), "its maps of other test images")
+    return [] if points is None else [(points, collect.tsne_images(reference_inputs())[1], title)]
+
+
 @check("test_tsne", collect.collect_tsne,
-       figures=("check_adam_1nn", "check_adam_trustworthiness", "check_sgd_1nn", "check_sgd_trustworthiness"), trains=True)
+       figures=("check_adam_1nn", "check_adam_trustworthiness", "check_sgd_1nn", "check_sgd_trustworthiness"), trains=True, pictured=True)
 def judge_tsne(out: dict, inputs: Inputs) -> None:
     """Maps of the right shape, deterministic per seed, using their arguments, and good for both optimisers."""
     X, labels = collect.tsne_images(inputs)
@@ -368,8 +375,9 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
     runs = (("sgd", "gradient descent (learning rate 10, sigma 2.0)", reference_gauss_p(X.double(), 2.0)),
             ("adam", "Adam (learning rate 0.1, perplexity 30)",
              reference_gauss_p(X.double(), reference_find_sigmas(X.double(), 30.0))))
-    for key, title in (("sgd", "your map with gradient descent"), ("adam", "your map with Adam")):
-        show(scatter(maps[key], labels, f"{title}, {n} test images, coloured by digit"))
+    for key, optimiser in (("sgd", "gradient descent"), ("adam", "Adam")):
+        show(map_picture([(maps[key], labels, f"your map with {optimiser}, {n} test images, coloured by digit"),
+                          *reference_map(key, n, f"a reference solution's map with {optimiser}, other images")]))
     for key, what, P in runs:
         early = map_figures(X, maps[f"early_{key}"], labels, P)
         final = map_figures(X, maps[key], labels, P)

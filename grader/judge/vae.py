@@ -16,7 +16,8 @@ from grader.collect import vae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import (agrees, close, describe, in_range, require_reparameterised, require_scalar,
                                  require_tensor, show_and_measure, within)
-from grader.judge.pictures import code_map, image_rows
+from grader.judge.beside import reference_inputs
+from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_row
 from grader.checks import check
 from grader.judge.results import measure, number
 from grader.reference import VAE as FIGURES
@@ -327,7 +328,17 @@ def judge_vae_learns(out: dict, inputs: Inputs) -> None:
 
 # --- the trained Gaussian VAE --------------------------------------------------------------------
 
-@check("test_vae_trained", collect.collect_vae_trained, figures=("gaussian_std_mse", "gaussian_test_elbo"))
+def reference_rows(clean: torch.Tensor, logvar: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """A reference solution's exp(y_logvar / 2) for its own draw of digits, followed by them when they differ."""
+    reference_clean = collect.trained_test_set(reference_inputs())[0]
+    same = torch.equal(reference_clean, clean)
+    rows = reference_row("y_logvar_of_means", logvar, "its exp(y_logvar / 2) for the same digits under other noise"
+                         if same else "its exp(y_logvar / 2) for other digits, shown above them",
+                         transform=lambda value: torch.exp(0.5 * value.double()))
+    return rows + [("its clean digits", reference_clean)] if rows and not same else rows
+
+
+@check("test_vae_trained", collect.collect_vae_trained, figures=("gaussian_std_mse", "gaussian_test_elbo"), pictured=True)
 def judge_vae_trained(out: dict, inputs: Inputs) -> None:
     """The trained Gaussian VAE has a good test ELBO and its standard deviations reproduce the digits."""
     clean, noisy = collect.trained_test_set(inputs)
@@ -336,7 +347,7 @@ def judge_vae_trained(out: dict, inputs: Inputs) -> None:
     deviations = torch.exp(0.5 * logvar.double())
     files = f"{collect.ENCODER_FILE} and {collect.DECODER_FILE}"
     show_and_measure(image_rows([("|noisy inputs|", noisy.abs()), ("your exp(y_logvar/2)", deviations),
-                                 ("clean digits", clean)]),
+                                 ("clean digits", clean), *reference_rows(clean, logvar)]),
                      FIGURES["gaussian_test_elbo"], value, "Your trained VAE, on held-out varianceMNIST images,",
                      "negative ELBO per image", context=" (with the log-variance floor -6)",
                      close=f"Train longer, then save and submit {files} again.",
@@ -348,7 +359,7 @@ def judge_vae_trained(out: dict, inputs: Inputs) -> None:
             close="Train longer and submit the checkpoints again.")
 
 
-@check("test_vae_classifier", collect.collect_vae_codes, figures=("gaussian_accuracy",))
+@check("test_vae_classifier", collect.collect_vae_codes, figures=("gaussian_accuracy",), pictured=True)
 def judge_vae_classifier(out: dict, inputs: Inputs) -> None:
     """A logistic-regression classifier on the code means classifies held-out digits accurately."""
     train_labels = split("train")[1][collect.classifier_subset(inputs)]
@@ -358,7 +369,10 @@ def judge_vae_classifier(out: dict, inputs: Inputs) -> None:
     test_codes = require_tensor(out.get("test_codes"), "code means of the test images",
                                 (len(test_labels), N_COMPONENTS))
     accuracy = classifier_accuracy(train_codes, train_labels, test_codes, test_labels)
-    show_and_measure(code_map(test_codes, test_labels, "your VAE's test code means (first two principal components)"),
+    panels = [code_panel(test_codes, test_labels, "your VAE's test code means (first two principal components)"),
+              *reference_panels("test_codes", test_codes, test_labels, "a reference solution's code means",
+                                "its code means of the same digits under other noise")]
+    show_and_measure(maps(panels),
                      FIGURES["gaussian_accuracy"], accuracy, "A logistic-regression classifier on the code means of "
                      "your encoder, on held-out varianceMNIST images,", "accuracy", digits=3,
                      close="Train longer (did you feed x.abs() to the encoder?) and submit "
@@ -423,13 +437,14 @@ def judge_bernoulli_vae(out: dict, inputs: Inputs) -> None:
     require_reparameterised(out.get("sampled"), "BernoulliVAE()", "self.decode")
 
 
-@check("test_bernoulli_trained", collect.collect_bernoulli_trained, figures=("bernoulli_test_bce",))
+@check("test_bernoulli_trained", collect.collect_bernoulli_trained, figures=("bernoulli_test_bce",), pictured=True)
 def judge_bernoulli_trained(out: dict, inputs: Inputs) -> None:
     """The trained Bernoulli VAE reconstructs held-out images with a low binary cross-entropy."""
     images = split("test")[0]
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
-    show_and_measure(image_rows([("test images", images), ("your BernoulliVAE", reconstructions)]),
+    show_and_measure(image_rows([("test images", images), ("your BernoulliVAE", reconstructions),
+                                 *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]),
                      FIGURES["bernoulli_test_bce"], float(bce(reconstructions.clamp(1e-7, 1 - 1e-7), images)),
                      "Your trained BernoulliVAE, decoding held-out images from their code means,", "BCE per pixel",
                      context=" (the average image: 0.274)",
