@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from grader import notebooks, pipeline, submissions
 from grader.collect.common import Inputs
@@ -163,3 +164,13 @@ def test_tsne_verdicts_do_not_depend_on_the_secret(variant_name, tmp_path, monke
     for inputs in OTHER_SECRETS:
         failed = "test_tsne" in failing_cells("4_tsne", variant.cells, tmp_path, ["test_tsne"], inputs)
         assert failed == expected, f"{variant_name} under secret seed {inputs.seed}: test_tsne {failed=}"
+
+
+def test_streams_of_secret_inputs_are_named():
+    inputs = Inputs(7)
+    first = torch.rand(5, generator=inputs.generator("noise"))
+    assert torch.equal(first, torch.rand(5, generator=Inputs(7).generator("noise")))  # the judge derives the same
+    assert not torch.equal(first, torch.rand(5, generator=inputs.generator("noise 1")))
+    assert not torch.equal(first, torch.rand(5, generator=Inputs(8).generator("noise")))
+    with pytest.raises(TypeError, match="named by a string"):
+        inputs.generator(3)  # a number: inserting a stream before it would silently change every later draw

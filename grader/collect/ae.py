@@ -15,14 +15,11 @@ SATURATING_SCALE = 100.0  # large inputs drive a Tanh code to +-1
 CLASSIFIER_TRAIN_IMAGES = 10_000
 BRIEF_TRAIN_IMAGES, BRIEF_TEST_IMAGES, BRIEF_STEPS = 4000, 1000, 400
 SPARSITY_CASES = ((64, 32, None), (10, 5, 0.05), (3, 7, 0.3))  # batch, units, rho (None: the default)
-# Streams of the secret inputs (grader.collect.common.Inputs): each draw has its own, named.
-SAMPLE_ORDER, SHAPE_IMAGES, SHAPE_CODES, BRIEF_TRAIN_SUBSET, BRIEF_TEST_SUBSET = 1, 2, 3, 4, 5
-BRIEF_ORDER, CLASSIFIER_SUBSET, SPARSITY_DRAWS, BUILDER_CODES = 6, 7, 8, 9
 
 
 def sample_train_batches(sample_train: Callable, inputs: Inputs) -> dict:
     """The student's sample_train: a small batch and two labelled batches, with an unpredictable seed."""
-    torch.manual_seed(inputs.torch_seed(SAMPLE_ORDER))
+    torch.manual_seed(inputs.torch_seed("sample order"))
     few = call(sample_train, 5)
     first = call(sample_train, 200, return_labels=True)
     second = call(sample_train, 200, return_labels=True)
@@ -39,7 +36,7 @@ def collect_sample_train(inputs: Inputs, sample_train: Callable) -> dict:
 
 def encoder_inputs(inputs: Inputs, batch: int) -> torch.Tensor:
     """Random images for the shape checks (the judge never needs them back)."""
-    return torch.rand(batch, 1, 28, 28, generator=inputs.generator(SHAPE_IMAGES))
+    return torch.rand(batch, 1, 28, 28, generator=inputs.generator("shape images"))
 
 
 def collect_encoder_decoder(inputs: Inputs, Encoder: Callable, Decoder: Callable) -> dict:
@@ -49,7 +46,7 @@ def collect_encoder_decoder(inputs: Inputs, Encoder: Callable, Decoder: Callable
         encoder, decoder = construct(Encoder, n), construct(Decoder, n)
         for batch in (1, 7):
             out[f"z{n}_{batch}"] = as_plain(encoder(encoder_inputs(inputs, batch)))
-            codes = 3 * torch.randn(batch, n, generator=inputs.generator(SHAPE_CODES))
+            codes = 3 * torch.randn(batch, n, generator=inputs.generator("shape codes"))
             out[f"y{n}_{batch}"] = as_plain(decoder(codes))
         out[f"encoder{n}_modules"] = isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module)
     return out
@@ -57,7 +54,7 @@ def collect_encoder_decoder(inputs: Inputs, Encoder: Callable, Decoder: Callable
 
 def builder_codes(inputs: Inputs, size: int) -> torch.Tensor:
     """Random codes in (-1, 1) for the built decoders (the judge derives the same ones)."""
-    return 2 * torch.rand(5, size, generator=inputs.generator(BUILDER_CODES)) - 1
+    return 2 * torch.rand(5, size, generator=inputs.generator("builder codes")) - 1
 
 
 def saturating_inputs(inputs: Inputs) -> torch.Tensor:
@@ -89,7 +86,7 @@ def collect_builders(inputs: Inputs, make_encoder: Callable, make_decoder: Calla
 def brief_subsets(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training images and held-out images of the short training run."""
     train, test = len(split("train")[0]), len(split("test")[0])
-    return inputs.subset(train, BRIEF_TRAIN_IMAGES, BRIEF_TRAIN_SUBSET), inputs.subset(test, BRIEF_TEST_IMAGES, BRIEF_TEST_SUBSET)
+    return inputs.subset(train, BRIEF_TRAIN_IMAGES, "brief train subset"), inputs.subset(test, BRIEF_TEST_IMAGES, "brief test subset")
 
 
 def collect_autoencoder(inputs: Inputs, Autoencoder: Callable) -> dict:
@@ -113,7 +110,7 @@ def collect_autoencoder(inputs: Inputs, Autoencoder: Callable) -> dict:
     with torch.no_grad():
         out["before"] = as_plain(model(test_images)[1])
     train_briefly(model, split("train")[0][train_index], steps=BRIEF_STEPS, loss_of=reconstruction_loss,
-                  seed=inputs.torch_seed(BRIEF_ORDER))
+                  seed=inputs.torch_seed("brief order"))
     with torch.no_grad():
         out["after"] = as_plain(model(test_images)[1])
     return out
@@ -122,7 +119,7 @@ def collect_autoencoder(inputs: Inputs, Autoencoder: Callable) -> dict:
 def classifier_subset(inputs: Inputs) -> torch.Tensor:
     """Indices of the training images whose codes train the judge's classifier."""
     total = len(split("train")[0])
-    return inputs.subset(total, min(CLASSIFIER_TRAIN_IMAGES, total), CLASSIFIER_SUBSET)
+    return inputs.subset(total, min(CLASSIFIER_TRAIN_IMAGES, total), "classifier subset")
 
 
 def collect_trained_codes(inputs: Inputs, Encoder: Callable, Decoder: Callable) -> dict:
@@ -162,7 +159,7 @@ def collect_trained_compression(inputs: Inputs, CompressionAutoencoder: Callable
 
 def sparsity_activations(inputs: Inputs) -> list[tuple[torch.Tensor, float | None]]:
     """Random sigmoid activations of each case, and its rho (None: the function's default)."""
-    generator = inputs.generator(SPARSITY_DRAWS)
+    generator = inputs.generator("sparsity draws")
     return [(torch.sigmoid(2 * torch.randn(batch, units, generator=generator) - 1), rho)
             for batch, units, rho in SPARSITY_CASES]
 

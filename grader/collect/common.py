@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -37,16 +38,19 @@ class Inputs:
     """The submission's secret seed, and the inputs both sides derive from it."""
     seed: int
 
-    def generator(self, stream: int = 0) -> torch.Generator:
-        """A torch generator for one named stream of random inputs (the judge derives the same one)."""
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + stream) % (2**63 - 1))
+    def generator(self, stream: str) -> torch.Generator:
+        """A torch generator for the stream of random inputs named `stream` (the judge derives the same one)."""
+        if not isinstance(stream, str) or not stream:
+            raise TypeError(f"a stream of secret inputs is named by a string, got {stream!r}")
+        digest = hashlib.blake2b(f"{self.seed}/{stream}".encode(), digest_size=8).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
 
-    def subset(self, total: int, count: int, stream: int = 0) -> torch.Tensor:
-        """`count` distinct indices out of `total`, sorted, chosen by the secret seed."""
+    def subset(self, total: int, count: int, stream: str) -> torch.Tensor:
+        """`count` distinct indices out of `total`, sorted, chosen by the stream named `stream`."""
         return torch.randperm(total, generator=self.generator(stream))[:count].sort().values
 
-    def torch_seed(self, stream: int = 0) -> int:
-        """An integer seed for `torch.manual_seed` derived from the secret seed."""
+    def torch_seed(self, stream: str) -> int:
+        """An integer seed for `torch.manual_seed` drawn from the stream named `stream`."""
         return int(torch.randint(2**31 - 1, (1,), generator=self.generator(stream)))
 
 

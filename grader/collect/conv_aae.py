@@ -32,12 +32,6 @@ OUTPUT_BATCH = 1000  # images per forward pass when a model runs over a whole se
 # Constant logits (prior, codes) of four samples each, for the ordering of the GAN losses.
 ORDERING = {"separates": (3.0, -3.0), "unsure": (0.0, 0.0), "fooled": (-3.0, 3.0)}
 
-# Streams of the secret seed, one per kind of input (the judges use the same numbers).
-(SHAPE_IMAGES, SHAPE_CODES, ENCODER_INIT, DECODER_INIT,
- BRIEF_TRAIN_SUBSET, BRIEF_TEST_SUBSET, BRIEF_ENCODER_INIT, BRIEF_DECODER_INIT, BRIEF_ORDER,
- VAE_IMAGES, VAE_CODES, VAE_INIT, VAE_TRAINED_SAMPLES,
- DISCRIMINATOR_CODES, DISCRIMINATOR_INIT, DISCRIMINATOR_TRAIN, DISCRIMINATOR_TEST, DISCRIMINATOR_ORDER,
- LOSS_CASES, PRIOR_SAMPLES, MMD_SUBSET) = range(1, 22)  # the last two are drawn by the judge only
 
 
 # --- inputs both sides derive from the secret seed ------------------------------------------------
@@ -45,8 +39,8 @@ ORDERING = {"separates": (3.0, -3.0), "unsure": (0.0, 0.0), "fooled": (-3.0, 3.0
 def brief_subsets(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training images and held-out images of the autoencoder's short training run."""
     train, test = len(split("train")[0]), len(split("test")[0])
-    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), BRIEF_TRAIN_SUBSET),
-            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), BRIEF_TEST_SUBSET))
+    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), "brief train subset"),
+            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), "brief test subset"))
 
 
 def two_gaussians(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +59,7 @@ def large_logits(generator: torch.Generator, magnitude: float, count: int) -> to
 
 def loss_cases(inputs: Inputs) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(name, prior logits, code logits) handed to the GAN losses: ordinary, equal-size, and very large logits."""
-    generator = inputs.generator(LOSS_CASES)
+    generator = inputs.generator("loss cases")
     return [
         ("random logits", 3 * torch.randn(6, 1, generator=generator), 3 * torch.randn(4, 1, generator=generator)),
         ("equal sizes", 2 * torch.randn(5, 1, generator=generator), 2 * torch.randn(5, 1, generator=generator) + 1),
@@ -112,7 +106,7 @@ def batched_outputs(function: Callable, images: torch.Tensor) -> torch.Tensor:
 
 
 def autoencoder(ConvEncoder: Callable, ConvDecoder: Callable, n: int, inputs: Inputs,
-                encoder_stream: int, decoder_stream: int) -> nn.Sequential:
+                encoder_stream: str, decoder_stream: str) -> nn.Sequential:
     """nn.Sequential(ConvEncoder(n), ConvDecoder(n)) with initial weights from two secret streams."""
     encoder = construct(ConvEncoder, n, seed=inputs.torch_seed(encoder_stream))
     decoder = construct(ConvDecoder, n, seed=inputs.torch_seed(decoder_stream))
@@ -136,11 +130,11 @@ def loss_outputs(function: Callable, *logits: torch.Tensor) -> dict:
 
 def collect_conv_encoder_decoder(inputs: Inputs, ConvEncoder: Callable, ConvDecoder: Callable) -> dict:
     """Outputs and applied layers of fresh encoders and decoders for two code sizes and two batch sizes."""
-    images, codes = inputs.generator(SHAPE_IMAGES), inputs.generator(SHAPE_CODES)
+    images, codes = inputs.generator("shape images"), inputs.generator("shape codes")
     out = {}
     for n in (2, AE_COMPONENTS):
-        encoder = construct(ConvEncoder, n, seed=inputs.torch_seed(ENCODER_INIT))
-        decoder = construct(ConvDecoder, n, seed=inputs.torch_seed(DECODER_INIT))
+        encoder = construct(ConvEncoder, n, seed=inputs.torch_seed("encoder init"))
+        decoder = construct(ConvDecoder, n, seed=inputs.torch_seed("decoder init"))
         out[f"modules{n}"] = isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module)
         if not out[f"modules{n}"]:
             continue
@@ -158,14 +152,14 @@ def collect_conv_ae_learns(inputs: Inputs, ConvEncoder: Callable, ConvDecoder: C
     """Secret held-out reconstructions by a fresh ConvEncoder(10) + ConvDecoder(10) before and after a short MSE run."""
     train_index, test_index = brief_subsets(inputs)
     test_images = split("test")[0][test_index]
-    model = autoencoder(ConvEncoder, ConvDecoder, AE_COMPONENTS, inputs, BRIEF_ENCODER_INIT, BRIEF_DECODER_INIT)
+    model = autoencoder(ConvEncoder, ConvDecoder, AE_COMPONENTS, inputs, "brief encoder init", "brief decoder init")
     before = batched_outputs(model.eval(), test_images)
 
     def reconstruction_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return nn.functional.mse_loss(model(batch), batch)
 
     train_briefly(model, split("train")[0][train_index], steps=BRIEF_STEPS, loss_of=reconstruction_loss,
-                  seed=inputs.torch_seed(BRIEF_ORDER))
+                  seed=inputs.torch_seed("brief order"))
     return {"before": as_plain(before), "after": as_plain(batched_outputs(model, test_images))}
 
 
@@ -178,10 +172,10 @@ def collect_conv_ae_trained(inputs: Inputs, ConvEncoder: Callable, ConvDecoder: 
 
 def collect_conv_vae(inputs: Inputs, ConvVAE: Callable) -> dict:
     """Outputs of fresh ConvVAE(2) and ConvVAE(10): two calls on the same images, applied layers, the decoder."""
-    images, codes = inputs.generator(VAE_IMAGES), inputs.generator(VAE_CODES)
+    images, codes = inputs.generator("vae images"), inputs.generator("vae codes")
     out = {}
     for n in (2, VAE_COMPONENTS):
-        model = construct(ConvVAE, n, seed=inputs.torch_seed(VAE_INIT))
+        model = construct(ConvVAE, n, seed=inputs.torch_seed("vae init"))
         out[f"module{n}"] = isinstance(model, nn.Module)
         if not out[f"module{n}"]:
             continue
@@ -209,7 +203,7 @@ def collect_conv_vae_trained(inputs: Inputs, ConvVAE: Callable) -> dict:
     """x_rec (one secretly seeded sample each), z_mean and z_logvar of every held-out image by the submitted ConvVAE."""
     model = load_submitted(construct(ConvVAE, VAE_COMPONENTS), VAE_FILE)
     test_images = split("test")[0]
-    torch.manual_seed(inputs.torch_seed(VAE_TRAINED_SAMPLES))
+    torch.manual_seed(inputs.torch_seed("vae trained samples"))
     parts: list[list[torch.Tensor]] = [[], [], []]
     with torch.no_grad():
         for start in range(0, len(test_images), OUTPUT_BATCH):
@@ -226,10 +220,10 @@ def collect_conv_vae_trained(inputs: Inputs, ConvVAE: Callable) -> dict:
 
 def collect_discriminator(inputs: Inputs, Discriminator: Callable) -> dict:
     """Outputs of fresh discriminators, and logits of new points by one trained to tell N(0, I) from N(1, 0.25 I)."""
-    codes = inputs.generator(DISCRIMINATOR_CODES)
+    codes = inputs.generator("discriminator codes")
     out = {}
     for n in (2, AAE_COMPONENTS):
-        model = construct(Discriminator, n, seed=inputs.torch_seed(DISCRIMINATOR_INIT))
+        model = construct(Discriminator, n, seed=inputs.torch_seed("discriminator init"))
         out[f"module{n}"] = isinstance(model, nn.Module)
         if not out[f"module{n}"]:
             return out
@@ -240,8 +234,8 @@ def collect_discriminator(inputs: Inputs, Discriminator: Callable) -> dict:
             out[f"logits{n}_{batch}"] = as_plain(logits)
             if not (isinstance(logits, torch.Tensor) and tuple(logits.shape) == (batch, 1)):
                 return out  # the judge names the shape; training needs logits of shape (B, 1)
-    model = construct(Discriminator, AAE_COMPONENTS, seed=inputs.torch_seed(DISCRIMINATOR_INIT))
-    prior, shifted = two_gaussians(DISCRIMINATOR_TRAIN_POINTS, inputs.generator(DISCRIMINATOR_TRAIN))
+    model = construct(Discriminator, AAE_COMPONENTS, seed=inputs.torch_seed("discriminator init"))
+    prior, shifted = two_gaussians(DISCRIMINATOR_TRAIN_POINTS, inputs.generator("discriminator train"))
     labelled = torch.cat([torch.cat([prior, torch.ones(len(prior), 1)], dim=1),
                           torch.cat([shifted, torch.zeros(len(shifted), 1)], dim=1)])
 
@@ -249,8 +243,8 @@ def collect_discriminator(inputs: Inputs, Discriminator: Callable) -> dict:
         return nn.functional.binary_cross_entropy_with_logits(model(batch[:, :-1]), batch[:, -1:])
 
     train_briefly(model, labelled, steps=DISCRIMINATOR_STEPS, loss_of=separation_loss,
-                  batch_size=DISCRIMINATOR_BATCH, seed=inputs.torch_seed(DISCRIMINATOR_ORDER))
-    test_prior, test_shifted = two_gaussians(DISCRIMINATOR_TEST_POINTS, inputs.generator(DISCRIMINATOR_TEST))
+                  batch_size=DISCRIMINATOR_BATCH, seed=inputs.torch_seed("discriminator order"))
+    test_prior, test_shifted = two_gaussians(DISCRIMINATOR_TEST_POINTS, inputs.generator("discriminator test"))
     with torch.no_grad():
         out["prior_logits"], out["code_logits"] = as_plain(model(test_prior)), as_plain(model(test_shifted))
     return out

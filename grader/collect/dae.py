@@ -27,12 +27,6 @@ DAE_STEPS, DAE_BATCH = 300, 64
 SUPERRES_STEPS, SUPERRES_BATCH = 200, 32
 OUTPUT_BATCH = 500              # images per forward pass when a model runs over a whole set
 
-# Streams of the secret seed, one per kind of input (the judges use the same numbers).
-(NOISE_SUBSET, NOISE_SEED, DENOISER_NOISE, SHAPE_INPUTS, SHAPE_INIT, SUPERRES_SHAPE_SUBSET, SUPERRES_SHAPE_INIT,
- DAE_TRAIN_SUBSET, DAE_TEST_SUBSET, DAE_TEST_DRAWS, DAE_TRAIN_DRAWS, DAE_INIT, DAE_ORDER,
- TRAINED_TRAIN_DRAWS, TRAINED_TEST_DRAWS,
- SUPERRES_TRAIN_SUBSET, SUPERRES_TEST_SUBSET, SUPERRES_INIT, SUPERRES_ORDER) = range(1, 20)
-GATE_SUBSET, GATE_DRAWS, GATE_INIT, GATE_SHIFT = 100, 110, 120, 130  # plus the case number
 
 
 def output_images(output: Any) -> Any:
@@ -45,13 +39,13 @@ def output_images(output: Any) -> Any:
 def noise_images(inputs: Inputs) -> torch.Tensor:
     """Real test digits in [0, 1] for add_noise, so clipping at 0 and 1 would show."""
     images = split("test")[0]
-    return images[inputs.subset(len(images), NOISE_IMAGES, NOISE_SUBSET)].clone()
+    return images[inputs.subset(len(images), NOISE_IMAGES, "noise subset")].clone()
 
 
 def denoiser_test_set(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out digits and their copies corrupted with secret Gaussian noise (std 0.2)."""
     clean = split("test")[0]
-    return clean, clean + NOISE_STD * torch.randn(clean.shape, generator=inputs.generator(DENOISER_NOISE))
+    return clean, clean + NOISE_STD * torch.randn(clean.shape, generator=inputs.generator("denoiser noise"))
 
 
 def noisy_variance(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +57,7 @@ def noisy_variance(images: torch.Tensor, generator: torch.Generator) -> tuple[to
 def shape_inputs(inputs: Inputs, batch: int) -> torch.Tensor:
     """A few noisy varianceMNIST images for the shape checks (the judge never needs them back)."""
     images = split("test")[0]
-    generator = inputs.generator(SHAPE_INPUTS)
+    generator = inputs.generator("shape inputs")
     chosen = torch.randint(len(images), (batch,), generator=generator)
     return noisy_variance(images[chosen], generator)[1]
 
@@ -71,8 +65,8 @@ def shape_inputs(inputs: Inputs, batch: int) -> torch.Tensor:
 def gate_inputs(inputs: Inputs, case: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy varianceMNIST images with zeroed random pixels, a zeroed patch and one all-zero image; the zero mask."""
     images = split("test")[0]
-    generator = inputs.generator(GATE_DRAWS + case)
-    x = noisy_variance(images[inputs.subset(len(images), GATE_IMAGES, GATE_SUBSET + case)], generator)[1]
+    generator = inputs.generator(f"gate draws {case}")
+    x = noisy_variance(images[inputs.subset(len(images), GATE_IMAGES, f"gate subset {case}")], generator)[1]
     zero = torch.rand(x.shape, generator=generator) < 0.3
     row, col = (int(v) for v in torch.randint(0, 20, (2,), generator=generator))
     zero[:, :, row:row + 8, col:col + 8] = True
@@ -83,31 +77,31 @@ def gate_inputs(inputs: Inputs, case: int) -> tuple[torch.Tensor, torch.Tensor]:
 def dae_brief_subsets(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training and held-out images of the DAE's short training run."""
     train, test = len(split("train")[0]), len(split("test")[0])
-    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), DAE_TRAIN_SUBSET),
-            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), DAE_TEST_SUBSET))
+    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), "dae train subset"),
+            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), "dae test subset"))
 
 
 def dae_brief_test_set(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean varianceMNIST held-out images of the short run and their noisy versions."""
     images = split("test")[0][dae_brief_subsets(inputs)[1]]
-    return noisy_variance(images, inputs.generator(DAE_TEST_DRAWS))
+    return noisy_variance(images, inputs.generator("dae test draws"))
 
 
 def dae_trained_test_set(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean varianceMNIST versions of every held-out image and their noisy versions."""
-    return noisy_variance(split("test")[0], inputs.generator(TRAINED_TEST_DRAWS))
+    return noisy_variance(split("test")[0], inputs.generator("trained test draws"))
 
 
 def dae_trained_train_inputs(inputs: Inputs) -> torch.Tensor:
     """Noisy varianceMNIST versions of every training image, whose codes train the judge's classifier."""
-    return noisy_variance(split("train")[0], inputs.generator(TRAINED_TRAIN_DRAWS))[1]
+    return noisy_variance(split("train")[0], inputs.generator("trained train draws"))[1]
 
 
 def superres_brief_subsets(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training and held-out images of SuperResolution's short training run."""
     train, test = len(split("train")[0]), len(split("test")[0])
-    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), SUPERRES_TRAIN_SUBSET),
-            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), SUPERRES_TEST_SUBSET))
+    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), "superres train subset"),
+            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), "superres test subset"))
 
 
 # --- running the student's models ------------------------------------------------------------------
@@ -142,7 +136,7 @@ def image_outputs(model: nn.Module, images: torch.Tensor) -> Any:
 def collect_add_noise(inputs: Inputs, add_noise: Callable) -> dict:
     """The student's noise for the default std and two others, two calls compared, and the input afterwards."""
     x = noise_images(inputs)
-    torch.manual_seed(inputs.torch_seed(NOISE_SEED))
+    torch.manual_seed(inputs.torch_seed("noise seed"))
     out = {"default": as_plain(call(add_noise, x)), "default_again": as_plain(call(add_noise, x))}
     out["std_0.5"] = as_plain(call(add_noise, x, std=0.5))
     out["std_0.05"] = as_plain(call(add_noise, x, 0.05))
@@ -176,7 +170,7 @@ def collect_dae(inputs: Inputs, DAE: Callable) -> dict:
     """Outputs of DAE(), DAE(10) and DAE(3) on batches of 1 and 5 noisy varianceMNIST images."""
     out = {}
     for label, args in (("default", ()), ("10", (N_COMPONENTS,)), ("3", (3,))):
-        model = construct(DAE, *args, seed=inputs.torch_seed(SHAPE_INIT))
+        model = construct(DAE, *args, seed=inputs.torch_seed("shape init"))
         out[f"module_{label}"] = isinstance(model, nn.Module)
         for batch in (1, 5):
             with torch.no_grad():
@@ -191,9 +185,9 @@ def collect_dae_gate(inputs: Inputs, DAE: Callable) -> dict:
     """Denoised outputs of randomly initialised, then perturbed, DAE(10)s on inputs with zeroed pixels."""
     out = {"cases": []}
     for case in range(GATE_CASES):
-        model = construct(DAE, N_COMPONENTS, seed=inputs.torch_seed(GATE_INIT + case))
+        model = construct(DAE, N_COMPONENTS, seed=inputs.torch_seed(f"gate init {case}"))
         if case:  # move every weight away from its initial value, so no special initialisation hides a leak
-            generator = inputs.generator(GATE_SHIFT + case)
+            generator = inputs.generator(f"gate shift {case}")
             with torch.no_grad():
                 for parameter in model.parameters():
                     scale = parameter.std() if parameter.numel() > 1 else 1.0
@@ -209,9 +203,9 @@ def collect_dae_learns(inputs: Inputs, DAE: Callable) -> dict:
     """Denoised held-out images of a fresh DAE(10) before and after a short run on corrupted varianceMNIST."""
     train_index, _ = dae_brief_subsets(inputs)
     _, noisy = dae_brief_test_set(inputs)
-    model = construct(DAE, N_COMPONENTS, seed=inputs.torch_seed(DAE_INIT))
+    model = construct(DAE, N_COMPONENTS, seed=inputs.torch_seed("dae init"))
     before = dae_outputs(model, noisy)[1]
-    draws = inputs.generator(DAE_TRAIN_DRAWS)
+    draws = inputs.generator("dae train draws")
 
     def denoising_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         target = variance_mnist(batch.cpu(), generator=draws)
@@ -222,7 +216,7 @@ def collect_dae_learns(inputs: Inputs, DAE: Callable) -> dict:
         return nn.functional.mse_loss(output[1], target.to(batch.device))
 
     train_briefly(model, split("train")[0][train_index], steps=DAE_STEPS, loss_of=denoising_loss,
-                  batch_size=DAE_BATCH, seed=inputs.torch_seed(DAE_ORDER))
+                  batch_size=DAE_BATCH, seed=inputs.torch_seed("dae order"))
     return {"before": as_plain(before), "after": as_plain(dae_outputs(model, noisy)[1])}
 
 
@@ -236,9 +230,9 @@ def collect_dae_trained(inputs: Inputs, DAE: Callable) -> dict:
 
 def collect_super_resolution(inputs: Inputs, SuperResolution: Callable) -> dict:
     """Outputs of a fresh SuperResolution() on batches of 1 and 5 low-resolution images."""
-    model = construct(SuperResolution, seed=inputs.torch_seed(SUPERRES_SHAPE_INIT))
+    model = construct(SuperResolution, seed=inputs.torch_seed("superres shape init"))
     images = split("test")[0]
-    chosen = images[inputs.subset(len(images), 5, SUPERRES_SHAPE_SUBSET)]
+    chosen = images[inputs.subset(len(images), 5, "superres shape subset")]
     out = {"module": isinstance(model, nn.Module)}
     for batch in (1, 5):
         with torch.no_grad():
@@ -249,7 +243,7 @@ def collect_super_resolution(inputs: Inputs, SuperResolution: Callable) -> dict:
 def collect_super_resolution_learns(inputs: Inputs, SuperResolution: Callable) -> dict:
     """Held-out outputs of a fresh SuperResolution() after a short run from scratch, and its parameter count."""
     train_index, test_index = superres_brief_subsets(inputs)
-    model = construct(SuperResolution, seed=inputs.torch_seed(SUPERRES_INIT))
+    model = construct(SuperResolution, seed=inputs.torch_seed("superres init"))
     out = {"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     if not out["parameters"]:
         return out
@@ -262,7 +256,7 @@ def collect_super_resolution_learns(inputs: Inputs, SuperResolution: Callable) -
         return nn.functional.mse_loss(output, batch)
 
     train_briefly(model, split("train")[0][train_index], steps=SUPERRES_STEPS, loss_of=superres_loss,
-                  batch_size=SUPERRES_BATCH, seed=inputs.torch_seed(SUPERRES_ORDER))
+                  batch_size=SUPERRES_BATCH, seed=inputs.torch_seed("superres order"))
     out["output"] = image_outputs(model, downsample(split("test")[0][test_index]))
     return out
 

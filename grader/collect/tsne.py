@@ -22,26 +22,17 @@ API_POINTS, API_ITERATIONS = 100, 4   # short runs that check the initial map, t
 SGD = {"learning_rate": 10.0, "optimizer": "sgd", "sigma": 2.0}
 ADAM = {"learning_rate": 0.1, "optimizer": "adam", "perplexity": 30.0}
 
-# One stream of the secret seed per kind of input (the judge derives the same inputs from them).
-DISTANCE_POINTS, DISTANCE_IMAGES, DISTANCE_COUNTS = 1, 2, 3
-GAUSS_POINTS, GAUSS_IMAGES = 4, 5
-SIGMA_IMAGES, SIGMA_POINTS, SIGMA_COUNTS = 6, 7, 8
-MAPS, MAP_GRADIENT = 9, 10
-KL_VALUES, KL_GRADIENT = 11, 12
-TSNE_IMAGES, TSNE_SEED = 13, 14
-
 
 # --- secret inputs, shared with the judge ---------------------------------------------------------
 
-
-def secret_images(inputs: Inputs, count: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+def secret_images(inputs: Inputs, count: int, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A secret subset of `count` test images flattened to (count, 784), and their labels."""
     images, labels = split("test")
     index = inputs.subset(len(images), count, stream)
     return images[index].reshape(count, -1), labels[index]
 
 
-def count_inputs(inputs: Inputs, function: str, features: int, stream: int) -> list[torch.Tensor]:
+def count_inputs(inputs: Inputs, function: str, features: int, stream: str) -> list[torch.Tensor]:
     """Random points of the two sizes whose operation counts are compared for `function`."""
     generator = inputs.generator(stream)
     return [torch.randn(n, features, generator=generator) for n in COUNT_SIZES[function]]
@@ -49,19 +40,19 @@ def count_inputs(inputs: Inputs, function: str, features: int, stream: int) -> l
 
 def distance_inputs(inputs: Inputs) -> list[torch.Tensor]:
     """Inputs of pairwise_squared_distances: a fixed triangle, one point, spread and close points, test images."""
-    generator = inputs.generator(DISTANCE_POINTS)
+    generator = inputs.generator("distance points")
     return [torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]), torch.randn(1, 3, generator=generator),
-            3.0 * torch.randn(30, 7, generator=generator), secret_images(inputs, 12, DISTANCE_IMAGES)[0],
+            3.0 * torch.randn(30, 7, generator=generator), secret_images(inputs, 12, "distance images")[0],
             0.05 * torch.randn(20, 4, generator=generator)]
 
 
 def gauss_inputs(inputs: Inputs) -> list[tuple[torch.Tensor, float | torch.Tensor, str]]:
     """(X, sigma, description) cases of symmetric_gauss_neighbour_probability: float and per-point sigmas."""
-    generator = inputs.generator(GAUSS_POINTS)
+    generator = inputs.generator("gauss points")
     small = 2.0 * torch.randn(12, 5, generator=generator)
     small_sigmas = 0.5 + 2.5 * torch.rand(12, generator=generator)
     image_sigmas = 1.5 + 1.5 * torch.rand(60, generator=generator)
-    images = secret_images(inputs, 60, GAUSS_IMAGES)[0]
+    images = secret_images(inputs, 60, "gauss images")[0]
     return [(small, 1.5, "a float sigma = 1.5"), (small, small_sigmas, "a tensor of 12 per-point sigmas"),
             (images, 10.0, "60 MNIST images and sigma = 10.0"),
             (images, image_sigmas, "60 MNIST images and per-point sigmas")]
@@ -69,21 +60,21 @@ def gauss_inputs(inputs: Inputs) -> list[tuple[torch.Tensor, float | torch.Tenso
 
 def sigma_inputs(inputs: Inputs) -> list[tuple[torch.Tensor, float | None]]:
     """(X, perplexity) cases of find_sigmas; None stands for the default perplexity."""
-    images = secret_images(inputs, 150, SIGMA_IMAGES)[0]
-    points = torch.randn(80, 6, generator=inputs.generator(SIGMA_POINTS))
+    images = secret_images(inputs, 150, "sigma images")[0]
+    points = torch.randn(80, 6, generator=inputs.generator("sigma points"))
     return [(images, None), (images, 10.0), (points, 20.0)]
 
 
 def map_inputs(inputs: Inputs) -> list[torch.Tensor]:
     """Maps Y (N, 2) given to symmetric_student_t_neighbour_probability."""
-    generator = inputs.generator(MAPS)
+    generator = inputs.generator("maps")
     return [torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]]), 2.0 * torch.randn(8, 2, generator=generator),
             5.0 * torch.randn(40, 2, generator=generator)]
 
 
 def map_gradient_inputs(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """A map (20, 2) and the weights (20, 20) of the weighted sum of Q whose gradient is collected."""
-    generator = inputs.generator(MAP_GRADIENT)
+    generator = inputs.generator("map gradient")
     return 2.0 * torch.randn(20, 2, generator=generator), torch.rand(20, 20, generator=generator)
 
 
@@ -96,7 +87,7 @@ def random_joint(generator: torch.Generator, n: int, spread: float) -> torch.Ten
 
 def kl_inputs(inputs: Inputs) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(description, P, Q) cases of kl_divergence: generic, equal, and a P with many zeros."""
-    generator = inputs.generator(KL_VALUES)
+    generator = inputs.generator("kl values")
     P, Q = random_joint(generator, 20, 2.0), random_joint(generator, 20, 1.0)
     mask = torch.rand(20, 20, generator=generator) < 0.5
     sparse = P * (mask & mask.T)
@@ -106,18 +97,18 @@ def kl_inputs(inputs: Inputs) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
 
 def kl_gradient_inputs(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, Q) at which the gradient of kl_divergence with respect to Q is collected."""
-    generator = inputs.generator(KL_GRADIENT)
+    generator = inputs.generator("kl gradient")
     return random_joint(generator, 25, 1.5), random_joint(generator, 25, 1.0)
 
 
 def tsne_images(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """The secret 300 test images (flattened) and labels that tsne maps."""
-    return secret_images(inputs, TSNE_POINTS, TSNE_IMAGES)
+    return secret_images(inputs, TSNE_POINTS, "tsne images")
 
 
 def tsne_seed(inputs: Inputs) -> int:
     """The seed of the main tsne runs (another run uses this seed + 1)."""
-    return inputs.torch_seed(TSNE_SEED)
+    return inputs.torch_seed("tsne seed")
 
 
 # --- calling student code -------------------------------------------------------------------------
@@ -165,7 +156,7 @@ def collect_pairwise_distances(inputs: Inputs, pairwise_squared_distances: Calla
     """Distances of the secret inputs, and the operation counts for 60 and 240 points."""
     cases = [as_plain(call(pairwise_squared_distances, X.clone())) for X in distance_inputs(inputs)]
     calls = [counted_calls(pairwise_squared_distances, X)
-             for X in count_inputs(inputs, "pairwise_squared_distances", 4, DISTANCE_COUNTS)]
+             for X in count_inputs(inputs, "pairwise_squared_distances", 4, "distance counts")]
     return {"cases": cases, "calls": calls}
 
 
@@ -187,7 +178,7 @@ def collect_find_sigmas(inputs: Inputs, find_sigmas: Callable) -> dict:
         else:
             cases.append(as_plain(call_building_on(find_sigmas, X.clone(), perplexity=perplexity)))
     calls = [counted_calls(find_sigmas, X, perplexity=20.0)
-             for X in count_inputs(inputs, "find_sigmas", 6, SIGMA_COUNTS)]
+             for X in count_inputs(inputs, "find_sigmas", 6, "sigma counts")]
     return {"cases": cases, "calls": calls}
 
 

@@ -35,25 +35,19 @@ CLASSIFIER_TRAIN_IMAGES = 10_000
 OUTPUT_BATCH = 500  # images per forward pass when a model runs over a whole set
 HUGE_CODES, HUGE_CODE_SCALE = 64, 100.0  # codes far out in the tails, where a decoder without a floor shows it
 
-# Streams of the secret seed, one per kind of input (the judges use the same numbers).
-(ENCODER_INIT, ENCODER_INPUTS, SAMPLE_INIT, SAMPLE_PARAMETERS, SAMPLE_NOISE, KL_CASES, DECODER_INIT, DECODER_CODES,
- LOGLIK_CASES, BRIEF_TRAIN_SUBSET, BRIEF_TEST_SUBSET, BRIEF_TEST_DRAWS, BRIEF_TEST_EPS, BRIEF_ENCODER_INIT,
- BRIEF_DECODER_INIT, BRIEF_TRAIN_DRAWS, BRIEF_ORDER, TRAINED_SUBSET, TRAINED_DRAWS, TRAINED_EPS,
- CLASSIFIER_SUBSET, CLASSIFIER_TRAIN_DRAWS, CLASSIFIER_TEST_DRAWS, BCE_INPUTS, BERNOULLI_INIT,
- BERNOULLI_INPUTS, BRIEF_HUGE_CODES) = range(1, 28)
 
 
 # --- inputs both sides derive from the secret seed ------------------------------------------------
 
 def encoder_images(inputs: Inputs, batch: int) -> torch.Tensor:
     """Random varianceMNIST-like images (intensity times Gaussian noise) for the shape checks."""
-    generator = inputs.generator(ENCODER_INPUTS)
+    generator = inputs.generator("encoder inputs")
     return torch.rand(batch, *IMAGE, generator=generator) * torch.randn(batch, *IMAGE, generator=generator)
 
 
 def sample_parameters(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Secret means and log-variances (SAMPLE_ROWS, SAMPLE_DIMS) for sample, log-variances spread over [-3, 2.5]."""
-    generator = inputs.generator(SAMPLE_PARAMETERS)
+    generator = inputs.generator("sample parameters")
     count = SAMPLE_ROWS * SAMPLE_DIMS
     spread = torch.linspace(-3.0, 2.5, count) + 0.2 * torch.rand(count, generator=generator) - 0.1
     logvar = spread[torch.randperm(count, generator=generator)].reshape(SAMPLE_ROWS, SAMPLE_DIMS)
@@ -63,7 +57,7 @@ def sample_parameters(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
 
 def kl_cases(inputs: Inputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(z_mean, z_logvar) pairs for loss_kl: q equal to the prior, a known value, then secret random ones."""
-    generator = inputs.generator(KL_CASES)
+    generator = inputs.generator("kl cases")
     cases = [(torch.zeros(4, 5), torch.zeros(4, 5)), (torch.zeros(3, 3), torch.full((3, 3), math.log(2)))]
     for batch, dims in KL_SHAPES:
         cases.append((1.5 * torch.randn(batch, dims, generator=generator),
@@ -73,7 +67,7 @@ def kl_cases(inputs: Inputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def loglik_cases(inputs: Inputs) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Secret (y_mean, y_logvar, x) triples of images for loss_loglik."""
-    generator = inputs.generator(LOGLIK_CASES)
+    generator = inputs.generator("loglik cases")
     cases = []
     for batch in LOGLIK_BATCHES:
         y_mean = 0.5 * torch.randn(batch, *IMAGE, generator=generator)
@@ -85,7 +79,7 @@ def loglik_cases(inputs: Inputs) -> list[tuple[torch.Tensor, torch.Tensor, torch
 
 def bce_cases(inputs: Inputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Secret (x_rec, x) pairs for loss_bce: probabilities, and grey or black-and-white targets."""
-    generator = inputs.generator(BCE_INPUTS)
+    generator = inputs.generator("bce inputs")
     cases = []
     for batch, binary in BCE_CASES:
         x_rec = torch.sigmoid(2 * torch.randn(batch, *IMAGE, generator=generator))
@@ -97,34 +91,34 @@ def bce_cases(inputs: Inputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def brief_subsets(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training images and of the held-out images of the short training run."""
     train, test = len(split("train")[0]), len(split("test")[0])
-    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), BRIEF_TRAIN_SUBSET),
-            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), BRIEF_TEST_SUBSET))
+    return (inputs.subset(train, min(BRIEF_TRAIN_IMAGES, train), "brief train subset"),
+            inputs.subset(test, min(BRIEF_TEST_IMAGES, test), "brief test subset"))
 
 
 def brief_test_images(inputs: Inputs) -> torch.Tensor:
     """A secret varianceMNIST draw of the held-out images of the short training run."""
     images = split("test")[0][brief_subsets(inputs)[1]]
-    return variance_mnist(images, generator=inputs.generator(BRIEF_TEST_DRAWS))
+    return variance_mnist(images, generator=inputs.generator("brief test draws"))
 
 
 def trained_test_set(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Secret held-out clean digits for the trained Gaussian VAE, and a secret varianceMNIST draw of them."""
     images = split("test")[0]
-    clean = images[inputs.subset(len(images), min(TRAINED_TEST_IMAGES, len(images)), TRAINED_SUBSET)]
-    return clean, variance_mnist(clean, generator=inputs.generator(TRAINED_DRAWS))
+    clean = images[inputs.subset(len(images), min(TRAINED_TEST_IMAGES, len(images)), "trained subset")]
+    return clean, variance_mnist(clean, generator=inputs.generator("trained draws"))
 
 
 def classifier_subset(inputs: Inputs) -> torch.Tensor:
     """Indices of the training images whose code means train the judge's classifier."""
     total = len(split("train")[0])
-    return inputs.subset(total, min(CLASSIFIER_TRAIN_IMAGES, total), CLASSIFIER_SUBSET)
+    return inputs.subset(total, min(CLASSIFIER_TRAIN_IMAGES, total), "classifier subset")
 
 
 def classifier_images(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Secret varianceMNIST draws of the classifier's training images and of every held-out image."""
     train = split("train")[0][classifier_subset(inputs)]
-    return (variance_mnist(train, generator=inputs.generator(CLASSIFIER_TRAIN_DRAWS)),
-            variance_mnist(split("test")[0], generator=inputs.generator(CLASSIFIER_TEST_DRAWS)))
+    return (variance_mnist(train, generator=inputs.generator("classifier train draws")),
+            variance_mnist(split("test")[0], generator=inputs.generator("classifier test draws")))
 
 
 # --- running the student's models ------------------------------------------------------------------
@@ -167,7 +161,7 @@ def collect_encoder(inputs: Inputs, Encoder: Callable) -> dict:
     """Outputs of fresh encoders for two code sizes and two batch sizes, on varianceMNIST-like images."""
     out = {}
     for n in (2, N_COMPONENTS):
-        encoder = construct(Encoder, n, seed=inputs.torch_seed(ENCODER_INIT))
+        encoder = construct(Encoder, n, seed=inputs.torch_seed("encoder init"))
         out[f"module{n}"] = isinstance(encoder, nn.Module)
         for batch in (1, 7):
             with torch.no_grad():
@@ -180,9 +174,9 @@ def collect_encoder(inputs: Inputs, Encoder: Callable) -> dict:
 
 def collect_sample(inputs: Inputs, Encoder: Callable) -> dict:
     """Many draws of the student's sample for secret parameters, two small draws, and its gradients."""
-    encoder = construct(Encoder, SAMPLE_DIMS, seed=inputs.torch_seed(SAMPLE_INIT))
+    encoder = construct(Encoder, SAMPLE_DIMS, seed=inputs.torch_seed("sample init"))
     mean, logvar = sample_parameters(inputs)
-    torch.manual_seed(inputs.torch_seed(SAMPLE_NOISE))
+    torch.manual_seed(inputs.torch_seed("sample noise"))
     with torch.no_grad():
         big = call(encoder.sample, mean.repeat(SAMPLE_DRAWS, 1), logvar.repeat(SAMPLE_DRAWS, 1))
         out = {"draws": as_plain(big), "first": as_plain(call(encoder.sample, mean, logvar)),
@@ -212,10 +206,10 @@ def collect_loss_kl(inputs: Inputs, loss_kl: Callable) -> dict:
 
 def collect_decoder(inputs: Inputs, Decoder: Callable) -> dict:
     """Outputs of fresh decoders for ordinary and for huge secret codes."""
-    generator = inputs.generator(DECODER_CODES)
+    generator = inputs.generator("decoder codes")
     out = {}
     for n in (2, N_COMPONENTS):
-        decoder = construct(Decoder, n, seed=inputs.torch_seed(DECODER_INIT))
+        decoder = construct(Decoder, n, seed=inputs.torch_seed("decoder init"))
         out[f"module{n}"] = isinstance(decoder, nn.Module)
         for batch, scale in ((1, 1.0), (7, 1.0), (HUGE_CODES, HUGE_CODE_SCALE)):
             with torch.no_grad():
@@ -248,11 +242,11 @@ def collect_vae_learns(inputs: Inputs, Encoder: Callable, Decoder: Callable) -> 
     """
     train_index, _ = brief_subsets(inputs)
     noisy_test = brief_test_images(inputs)
-    eps = torch.randn(len(noisy_test), N_COMPONENTS, generator=inputs.generator(BRIEF_TEST_EPS))
-    pair = nn.ModuleList([construct(Encoder, N_COMPONENTS, seed=inputs.torch_seed(BRIEF_ENCODER_INIT)),
-                          construct(Decoder, N_COMPONENTS, seed=inputs.torch_seed(BRIEF_DECODER_INIT))])
+    eps = torch.randn(len(noisy_test), N_COMPONENTS, generator=inputs.generator("brief test eps"))
+    pair = nn.ModuleList([construct(Encoder, N_COMPONENTS, seed=inputs.torch_seed("brief encoder init")),
+                          construct(Decoder, N_COMPONENTS, seed=inputs.torch_seed("brief decoder init"))])
     before = vae_outputs(pair[0], pair[1], noisy_test, eps)
-    draws = inputs.generator(BRIEF_TRAIN_DRAWS)
+    draws = inputs.generator("brief train draws")
 
     def monte_carlo_objective(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         """log q(z|x) - log p(z) - log p(x|z) at one re-parameterised z, for a fresh varianceMNIST draw of `batch`."""
@@ -267,8 +261,8 @@ def collect_vae_learns(inputs: Inputs, Encoder: Callable, Decoder: Callable) -> 
         return per_image.mean()
 
     train_briefly(pair, split("train")[0][train_index], steps=BRIEF_STEPS, loss_of=monte_carlo_objective,
-                  batch_size=BRIEF_BATCH, seed=inputs.torch_seed(BRIEF_ORDER))
-    huge = HUGE_CODE_SCALE * torch.randn(HUGE_CODES, N_COMPONENTS, generator=inputs.generator(BRIEF_HUGE_CODES))
+                  batch_size=BRIEF_BATCH, seed=inputs.torch_seed("brief order"))
+    huge = HUGE_CODE_SCALE * torch.randn(HUGE_CODES, N_COMPONENTS, generator=inputs.generator("brief huge codes"))
     with torch.no_grad():
         huge_logvar = pair_of(call(pair[1], huge), "Decoder.forward")[1]
     return {"before": before, "after": vae_outputs(pair[0], pair[1], noisy_test, eps),
@@ -280,7 +274,7 @@ def collect_vae_trained(inputs: Inputs, Encoder: Callable, Decoder: Callable) ->
     encoder = load_submitted(construct(Encoder, N_COMPONENTS), ENCODER_FILE)
     decoder = load_submitted(construct(Decoder, N_COMPONENTS), DECODER_FILE)
     _, noisy = trained_test_set(inputs)
-    eps = torch.randn(len(noisy), N_COMPONENTS, generator=inputs.generator(TRAINED_EPS))
+    eps = torch.randn(len(noisy), N_COMPONENTS, generator=inputs.generator("trained eps"))
     return vae_outputs(encoder, decoder, noisy, eps, decode_means=True)
 
 
@@ -308,11 +302,11 @@ def collect_loss_bce(inputs: Inputs, loss_bce: Callable) -> dict:
 
 def collect_bernoulli_vae(inputs: Inputs, BernoulliVAE: Callable) -> dict:
     """Layer shapes, parameter count and outputs of fresh BernoulliVAE() and BernoulliVAE(2)."""
-    generator = inputs.generator(BERNOULLI_INPUTS)
-    model = construct(BernoulliVAE, seed=inputs.torch_seed(BERNOULLI_INIT))
+    generator = inputs.generator("bernoulli inputs")
+    model = construct(BernoulliVAE, seed=inputs.torch_seed("bernoulli init"))
     out = {"layers": sorted(tuple(m.weight.shape) for m in model.modules() if isinstance(m, nn.Linear)),
            "parameters": sum(p.numel() for p in model.parameters())}
-    for n, instance in ((N_COMPONENTS, model), (2, construct(BernoulliVAE, 2, seed=inputs.torch_seed(BERNOULLI_INIT)))):
+    for n, instance in ((N_COMPONENTS, model), (2, construct(BernoulliVAE, 2, seed=inputs.torch_seed("bernoulli init")))):
         x = torch.rand(5, *IMAGE, generator=generator)
         with torch.no_grad():
             encoded = call(instance.encode, x)

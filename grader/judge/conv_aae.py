@@ -71,13 +71,13 @@ def mmd(codes: torch.Tensor, samples: torch.Tensor, bandwidths: tuple[float, ...
 
 def prior_samples(inputs: Inputs, count: int, dims: int) -> torch.Tensor:
     """Samples of the prior N(0, I), drawn in the TA's process from a stream of the secret seed."""
-    return torch.randn(count, dims, generator=inputs.generator(collect.PRIOR_SAMPLES))
+    return torch.randn(count, dims, generator=inputs.generator("prior samples"))
 
 
 def code_statistics(codes: torch.Tensor, inputs: Inputs) -> dict:
     """Per-dimension means and variances of all codes, and the MMD of a secret subset of them against prior samples."""
     codes = codes.double()
-    chosen = codes[inputs.subset(len(codes), min(MMD_CODES, len(codes)), collect.MMD_SUBSET)]
+    chosen = codes[inputs.subset(len(codes), min(MMD_CODES, len(codes)), "mmd subset")]
     return {"means": codes.mean(dim=0), "variances": codes.var(dim=0),
             "mmd": mmd(chosen, prior_samples(inputs, len(chosen), codes.shape[1]))}
 
