@@ -428,7 +428,12 @@ def grade_class(root: Path, students: list[str], workers: int | None = None, sch
             with dask_client(workers, scheduler) as client:
                 if warm:
                     client.register_plugin(WarmStart())
-                run_tasks(client, state, tasks, keep, progress)
+                try:
+                    run_tasks(client, state, tasks, keep, progress)
+                finally:  # a cluster's workers that join later are not warmed for a run that is over
+                    if warm and scheduler:
+                        with contextlib.suppress(Exception):
+                            client.unregister_worker_plugin(WarmStart.name)
         except KeyboardInterrupt:
             raise GradingInterrupted(class_run(done, students, digests, todo, started, state)) from None
     return class_run(done, students, digests, todo, started, state)

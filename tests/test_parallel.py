@@ -161,6 +161,9 @@ def test_a_killed_worker_loses_no_student_and_regrades_none_it_finished(course, 
                                    progress=False)
         killer.join()
         left = wait_until_no_grading(course)
+        with Client(cluster.address) as client:  # the run's WarmStart plugin is gone with the run
+            plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+    assert parallel.WarmStart.name not in plugins
     assert killed, "no worker was killed, so this tests nothing"
     assert not left, f"grading processes outlived the command: {left}"
     assert [report.student for report in run.reports] == students

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from grader.collect.common import Inputs, split
+from grader.collect.common import Inputs, prior_samples, split
 from grader.collect.record import encode
 from grader.judge import ae, beside, pictures
 from grader.judge.common import agrees, in_range, judge_collection, require_tensor, within
@@ -210,3 +210,12 @@ def test_maps_are_drawn_side_by_side():
     one = Image.open(io.BytesIO(pictures.maps([(points, labels, "one")])))
     two = Image.open(io.BytesIO(pictures.maps([(points, labels, "one"), (points * 2, labels, "two")])))
     assert two.width == 2 * one.width and two.height == one.height
+
+
+def test_vae_samples_are_pictured_when_the_decoder_makes_images_and_cost_nothing_when_not():
+    decoder = torch.nn.Sequential(torch.nn.Linear(10, 784), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (1, 28, 28)))
+    samples = prior_samples(decoder, 10)["samples"]
+    assert tuple(samples.shape) == (10, 1, 28, 28) and torch.equal(samples, prior_samples(decoder, 10)["samples"])
+    assert prior_samples(lambda codes: 1 / 0, 10) == {} and prior_samples(None, 10) == {}  # no samples, no failure
+    assert [label for label, _ in pictures.sample_rows(samples)] == ["your samples"]  # no reference kept here
+    assert pictures.sample_rows(torch.rand(3, 784)) == [] and pictures.sample_rows("images") == []

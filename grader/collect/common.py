@@ -20,6 +20,7 @@ from aelib.data import DatasetNotFoundError, load_mnist
 from grader.collect.layout import GRADING_DIR, INPUTS_FILE, collected_relative
 from grader.collect.record import encode
 
+PICTURED_SAMPLES, PICTURED_SAMPLES_SEED = 10, 0  # VAE samples in the feedback: the same codes for everyone
 SEED_ENV = "AECOURSE_GRADING_SEED"     # for running hidden tests outside nbgrader (tests, a maintainer)
 ERROR_KEY = "collection_error"         # what `store` writes when the student's code raised
 FAULT_KEY = "grading_fault"            # what `store` writes when the grading side failed in the kernel
@@ -133,6 +134,20 @@ def load_submitted(model: nn.Module, filename: str) -> nn.Module:
             return load_model(model, filename, device="cpu")
     except CheckpointError as error:
         raise CollectionFailed(str(error)) from None
+
+
+def prior_samples(decode: Callable, components: int) -> dict:
+    """{"samples": images `decode` makes of fixed codes from the prior N(0, I)}, for the feedback's picture only.
+
+    No verdict depends on them, so a decoder that fails here costs nothing: the picture shows no samples.
+    """
+    codes = torch.randn(PICTURED_SAMPLES, components, generator=torch.Generator().manual_seed(PICTURED_SAMPLES_SEED))
+    try:
+        with torch.no_grad():
+            images = decode(codes)
+    except Exception:
+        return {}
+    return {"samples": as_plain(images)} if isinstance(images, torch.Tensor) else {}
 
 
 def as_plain(value: Any) -> Any:

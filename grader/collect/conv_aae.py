@@ -15,9 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted,
-                                   sampled_codes, split,
-                                   train_briefly)
+from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted, prior_samples,
+                                   sampled_codes, split, train_briefly)
 
 AE_FILE, VAE_FILE, AAE_FILE = "5_conv_aae_ae.pth", "5_conv_aae_vae.pth", "5_conv_aae_aae.pth"
 AE_COMPONENTS, VAE_COMPONENTS, AAE_COMPONENTS = 10, 10, 8
@@ -215,7 +214,8 @@ def collect_conv_vae_trained(inputs: Inputs, ConvVAE: Callable) -> dict:
             for part, value in zip(parts, output):
                 part.append(value)
     x_rec, z_mean, z_logvar = (as_plain(torch.cat(part)) for part in parts)
-    return {"x_rec": x_rec, "z_mean": z_mean, "z_logvar": z_logvar}
+    return {"x_rec": x_rec, "z_mean": z_mean, "z_logvar": z_logvar,
+            **prior_samples(getattr(model, "decoder", None), VAE_COMPONENTS)}
 
 
 def collect_discriminator(inputs: Inputs, Discriminator: Callable) -> dict:

@@ -18,9 +18,8 @@ from torch import nn
 from torch.distributions import Normal
 
 from aelib.data import variance_mnist
-from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted,
-                                   sampled_codes, split,
-                                   train_briefly)
+from grader.collect.common import (CollectionFailed, Inputs, as_plain, call, construct, load_submitted, prior_samples,
+                                   sampled_codes, split, train_briefly)
 
 ENCODER_FILE, DECODER_FILE, BERNOULLI_FILE = "3_vae_encoder.pth", "3_vae_decoder.pth", "3_vae_bernoulli.pth"
 N_COMPONENTS = 10
@@ -331,4 +330,4 @@ def collect_bernoulli_trained(inputs: Inputs, BernoulliVAE: Callable) -> dict:
                            for i in range(0, len(images), OUTPUT_BATCH)]
     if not all(isinstance(r, torch.Tensor) for r in reconstructions):
         return {"reconstructions": type(next(r for r in reconstructions if not isinstance(r, torch.Tensor))).__name__}
-    return {"reconstructions": as_plain(torch.cat(reconstructions))}
+    return {"reconstructions": as_plain(torch.cat(reconstructions)), **prior_samples(model.decode, N_COMPONENTS)}

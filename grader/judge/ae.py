@@ -10,7 +10,7 @@ from grader.collect import ae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import (COMPRESSION_LAYERS, COMPRESSION_PARAMETERS, agrees, describe, in_range,
                                  require_tensor, show_and_measure, within)
-from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_row
+from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_reconstructions
 from grader.checks import check
 from grader.judge.results import measure, number
 from grader.reference import AE as FIGURES
@@ -142,7 +142,7 @@ def judge_test_mse(reconstructions: object, figure: str, model: str) -> None:
     images = split("test")[0]
     reconstructions = require_tensor(reconstructions, "reconstructions of the test images", tuple(images.shape))
     rows = [("test images", images), (f"your {model}", reconstructions),
-            *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]
+            *reference_reconstructions(reconstructions)]
     show_and_measure(image_rows(rows), FIGURES[figure],
                      mse_per_pixel(reconstructions, images), f"Your trained {model}", "per-pixel test MSE",
                      range_check=(reconstructions, "reconstructions", "end the decoder with a sigmoid"),
@@ -228,7 +228,8 @@ def judge_sparsity(out: dict, inputs: Inputs) -> None:
             "Gradients of sparsity_penalty should flow back to the activations: use torch operations only.")
 
 
-@check("test_sparse_trained", collect.collect_trained_sparse, figures=("sparse_activation", "sparse_mse"), pictured=True)
+@check("test_sparse_trained", collect.collect_trained_sparse, figures=("sparse_activation", "sparse_mse"),
+       pictured=True)
 def judge_trained_sparse(out: dict, inputs: Inputs) -> None:
     """The trained sparse autoencoder's code units are rarely active on held-out images, and it still reconstructs."""
     images = split("test")[0]

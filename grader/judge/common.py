@@ -147,8 +147,9 @@ def describe(value: Any) -> str:
 
 
 def close(value: float, expected: float, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
-    """Whether two numbers agree within a relative and absolute tolerance (NaN never does)."""
-    return math.isfinite(value) and abs(value - expected) <= atol + rtol * abs(expected)
+    """Whether two finite numbers agree as `agrees` decides, unrecorded: for hints that guess what a wrong value means."""
+    value, expected = torch.tensor(float(value), dtype=torch.float64), torch.tensor(float(expected), dtype=torch.float64)
+    return bool(torch.isfinite(value)) and bool(torch.isclose(value, expected, rtol=rtol, atol=atol))
 
 
 def within(difference: Any, allowed: Any, what: str, target: str = "a correct implementation") -> Agreement:

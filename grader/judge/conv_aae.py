@@ -17,7 +17,8 @@ from grader.collect import conv_aae as collect
 from grader.collect.common import Inputs, split
 from grader.judge.common import (agrees, close, describe, in_range, require_reparameterised, require_scalar,
                                  require_tensor, show_and_measure)
-from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_row
+from grader.judge.pictures import (code_panel, image_rows, maps, reference_panels, reference_reconstructions,
+                                   reference_row, sample_rows)
 from grader.checks import check
 from grader.judge.results import measure, number, show
 from grader.reference import CONV_AAE as FIGURES
@@ -155,7 +156,7 @@ def judge_conv_ae_trained(out: dict, inputs: Inputs) -> None:
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
     show_and_measure(image_rows([("test images", images), ("your conv autoencoder", reconstructions),
-                                 *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]),
+                                 *reference_reconstructions(reconstructions)]),
                      FIGURES["ae10_mse"], mse_per_pixel(reconstructions, images), "Your convolutional autoencoder",
                      "per-pixel test MSE",
                      context=" (the threshold is what the fully connected 10-D autoencoder of notebook 1 reaches)",
@@ -208,7 +209,8 @@ def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
     assert in_range(x_rec, "x_rec of the test images", 0, 1), (
         "x_rec of your trained ConvVAE should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
     show_and_measure(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec),
-                                 *reference_row("x_rec", x_rec, "its x_rec of the same test images")]),
+                                 *reference_row("x_rec", x_rec, "its x_rec of the same test images"),
+                                 *sample_rows(out.get("samples"))]),
                      FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
                      "Your trained ConvVAE, on held-out images,",
                      "negative ELBO (BCE summed over pixels plus KL, nats)",
@@ -400,7 +402,7 @@ def judge_aae_trained(out: dict, inputs: Inputs) -> None:
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
     show(image_rows([("test images", images), ("your AAE", reconstructions),
-                     *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]))
+                     *reference_reconstructions(reconstructions)]))
     labels = split("test")[1]
     show(maps([code_panel(codes, labels, "your AAE's test codes (first two principal components)"),
                *reference_panels("codes", codes, labels, "a reference solution's AAE codes",

@@ -231,7 +231,8 @@ def judge_super_resolution_learns(out: dict, inputs: Inputs) -> None:
             close="Check that the output depends on learned layers and that gradients reach them.")
 
 
-@check("test_super_resolution_trained", collect.collect_super_resolution_trained, figures=("superres_mse",), pictured=True)
+@check("test_super_resolution_trained", collect.collect_super_resolution_trained, figures=("superres_mse",),
+       pictured=True)
 def judge_super_resolution_trained(out: dict, inputs: Inputs) -> None:
     """The trained SuperResolution beats bicubic interpolation on held-out images by a clear margin."""
     clean = split("test")[0]

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from PIL import Image, ImageDraw
 
+from grader.collect.common import PICTURED_SAMPLES
 from grader.judge.beside import LABEL, reference_value
 
 SCALE = 2           # each 28x28 digit is drawn 56x56
@@ -101,7 +102,21 @@ def reference_row(key: str, like: torch.Tensor, what: str, label: str = LABEL,
     return [] if value is None else [(label, transform(value) if transform else value)]
 
 
+def reference_reconstructions(reconstructions: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """The row of a reference solution's reconstructions of the held-out images, or none when not kept."""
+    return reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")
+
+
 def reference_panels(key: str, like: torch.Tensor, labels: torch.Tensor, title: str, what: str) -> list[Panel]:
     """The code map of a reference solution's codes `key` (shaped like the student's `like`), or none when not kept."""
     value = reference_value(key, tuple(like.shape), what)
     return [] if value is None else [code_panel(value, labels, title)]
+
+
+def sample_rows(samples: object) -> list[tuple[str, torch.Tensor]]:
+    """The student's samples from the prior's fixed codes and a reference solution's from the same (none if unusable)."""
+    if not (isinstance(samples, torch.Tensor) and samples.is_floating_point() and samples.dim() >= 2
+            and len(samples) == PICTURED_SAMPLES and samples[0].numel() == 28 * 28):
+        return []
+    return [("your samples", samples), *reference_row("samples", samples, "its samples from the same codes z ~ N(0, I)",
+                                                      label="reference's samples")]

@@ -352,7 +352,8 @@ def reference_map(key: str, n: int, title: str) -> list[tuple[torch.Tensor, torc
 
 
 @check("test_tsne", collect.collect_tsne,
-       figures=("check_adam_1nn", "check_adam_trustworthiness", "check_sgd_1nn", "check_sgd_trustworthiness"), trains=True, pictured=True)
+       figures=("check_adam_1nn", "check_adam_trustworthiness", "check_sgd_1nn", "check_sgd_trustworthiness"),
+       trains=True, pictured=True)
 def judge_tsne(out: dict, inputs: Inputs) -> None:
     """Maps of the right shape, deterministic per seed, using their arguments, and good for both optimisers."""
     X, labels = collect.tsne_images(inputs)

@@ -17,7 +17,8 @@ from grader.collect.common import Inputs, split
 from grader.judge.common import (agrees, close, describe, in_range, require_reparameterised, require_scalar,
                                  require_tensor, show_and_measure, within)
 from grader.judge.beside import reference_inputs
-from grader.judge.pictures import code_panel, image_rows, maps, reference_panels, reference_row
+from grader.judge.pictures import (code_panel, image_rows, maps, reference_panels, reference_reconstructions,
+                                   reference_row, sample_rows)
 from grader.checks import check
 from grader.judge.results import measure, number
 from grader.reference import VAE as FIGURES
@@ -338,7 +339,8 @@ def reference_rows(clean: torch.Tensor, logvar: torch.Tensor) -> list[tuple[str,
     return rows + [("its clean digits", reference_clean)] if rows and not same else rows
 
 
-@check("test_vae_trained", collect.collect_vae_trained, figures=("gaussian_std_mse", "gaussian_test_elbo"), pictured=True)
+@check("test_vae_trained", collect.collect_vae_trained, figures=("gaussian_std_mse", "gaussian_test_elbo"),
+       pictured=True)
 def judge_vae_trained(out: dict, inputs: Inputs) -> None:
     """The trained Gaussian VAE has a good test ELBO and its standard deviations reproduce the digits."""
     clean, noisy = collect.trained_test_set(inputs)
@@ -444,7 +446,8 @@ def judge_bernoulli_trained(out: dict, inputs: Inputs) -> None:
     reconstructions = require_tensor(out.get("reconstructions"), "reconstructions of the test images",
                                      tuple(images.shape))
     show_and_measure(image_rows([("test images", images), ("your BernoulliVAE", reconstructions),
-                                 *reference_row("reconstructions", reconstructions, "its reconstructions of the same test images")]),
+                                 *reference_reconstructions(reconstructions),
+                                 *sample_rows(out.get("samples"))]),
                      FIGURES["bernoulli_test_bce"], float(bce(reconstructions.clamp(1e-7, 1 - 1e-7), images)),
                      "Your trained BernoulliVAE, decoding held-out images from their code means,", "BCE per pixel",
                      context=" (the average image: 0.274)",
