@@ -84,7 +84,6 @@ class Notebook:
                 break
         return verdicts
 
-
     def collect(self, namespace: dict, grade_id: str) -> None:
         """Run the hidden test of `grade_id` in `namespace` (from the grading folder it was handed out in)."""
         try:

@@ -15,9 +15,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Iterator
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from grader.collect.layout import SUFFIX
 from grader.settings import GRADER, REPO
@@ -30,7 +28,7 @@ if TYPE_CHECKING:  # the TA's command line asks `is_current` without importing t
 REFERENCE_SEED = 20261207       # the reference's inputs: other noise and other t-SNE subsets than any student's
 FOLDER = REPO / ".cache" / "reference-collected"
 DIGEST_FILE = "DIGEST"
-MAX_BYTES = 64 * 2**20          # one kept collection (the largest, 5_conv_aae's codes, is under 1 MB)
+MAX_BYTES = 64 * 2**20          # one kept collection (the largest, 3_vae's test_vae_trained, is 19 MB offline)
 LABEL = "a reference solution"
 CAPTION = "The picture shows your result beside a reference solution's ({what})."
 
