@@ -206,15 +206,14 @@ def judge_conv_vae_trained(out: dict, inputs: Inputs) -> None:
     z_mean = require_tensor(out.get("z_mean"), "z_mean of the test images", (len(images), collect.VAE_COMPONENTS))
     z_logvar = require_tensor(out.get("z_logvar"), "z_logvar of the test images",
                               (len(images), collect.VAE_COMPONENTS))
+    show(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec),
+                     *reference_row("x_rec", x_rec, "its x_rec of the same test images"),
+                     *sample_rows(out.get("samples"))]))  # before the range check: its failure is then visible
     assert in_range(x_rec, "x_rec of the test images", 0, 1), (
         "x_rec of your trained ConvVAE should hold pixel probabilities in [0, 1]: end the decoder with a sigmoid.")
-    show_and_measure(image_rows([("test images", images), ("your ConvVAE's x_rec", x_rec),
-                                 *reference_row("x_rec", x_rec, "its x_rec of the same test images"),
-                                 *sample_rows(out.get("samples"))]),
-                     FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
-                     "Your trained ConvVAE, on held-out images,",
-                     "negative ELBO (BCE summed over pixels plus KL, nats)",
-                     close=f"Check vae_loss, train for the 15 epochs, then save and submit {collect.VAE_FILE} again.")
+    measure(FIGURES["vae_test_elbo"], float(negative_elbo(x_rec, images, z_mean, z_logvar).mean()),
+            "Your trained ConvVAE, on held-out images,", "negative ELBO (BCE summed over pixels plus KL, nats)",
+            close=f"Check vae_loss, train for the 15 epochs, then save and submit {collect.VAE_FILE} again.")
 
 
 # --- Discriminator -------------------------------------------------------------------------------

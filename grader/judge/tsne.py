@@ -360,6 +360,10 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
     n = len(X)
     maps = {key: require_tensor(out.get(key), f"the map returned by tsne (run '{key}')", (n, 2)).double()
             for key in collect.tsne_runs(inputs)}
+    # the maps first: a student whose helpers fail a later check sees what they made of the digits
+    for key, optimiser in (("sgd", "gradient descent"), ("adam", "Adam")):
+        show(map_picture([(maps[key], labels, f"your map with {optimiser}, {n} test images, coloured by digit"),
+                          *reference_map(key, n, f"a reference solution's map with {optimiser}, other images")]))
     assert agrees(maps["early_sgd"], maps["early_sgd_again"], "Two maps of tsne with the same seed", atol=1e-5,
                   target="each other"), (
         "Two runs of tsne with the same seed gave different maps: draw the initial map from a generator seeded "
@@ -376,9 +380,6 @@ def judge_tsne(out: dict, inputs: Inputs) -> None:
     runs = (("sgd", "gradient descent (learning rate 10, sigma 2.0)", reference_gauss_p(X.double(), 2.0)),
             ("adam", "Adam (learning rate 0.1, perplexity 30)",
              reference_gauss_p(X.double(), reference_find_sigmas(X.double(), 30.0))))
-    for key, optimiser in (("sgd", "gradient descent"), ("adam", "Adam")):
-        show(map_picture([(maps[key], labels, f"your map with {optimiser}, {n} test images, coloured by digit"),
-                          *reference_map(key, n, f"a reference solution's map with {optimiser}, other images")]))
     for key, what, P in runs:
         early = map_figures(X, maps[f"early_{key}"], labels, P)
         final = map_figures(X, maps[key], labels, P)
