@@ -9,13 +9,12 @@ student's result alone. Nothing here decides a verdict, and nothing here was wri
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from grader.collect.layout import SUFFIX
 from grader.settings import GRADER, REPO
@@ -30,10 +29,6 @@ FOLDER = REPO / ".cache" / "reference-collected"
 DIGEST_FILE = "DIGEST"
 MAX_BYTES = 64 * 2**20          # one kept collection (the largest, 3_vae's test_vae_trained, is 19 MB offline)
 LABEL = "a reference solution"
-CAPTION = "The picture shows your result beside a reference solution's ({what})."
-
-_JUDGED: list[tuple[str, str]] = []   # (notebook, grade id) of the cell being judged
-_SHOWN: list[list[str]] = []          # what the pictures of that cell took from the reference
 
 
 def reference_inputs() -> Inputs:
@@ -91,35 +86,17 @@ def _decoded(path: str, inode: int, modified: int, size: int) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-@contextlib.contextmanager
-def judging_cell(notebook: str, grade_id: str) -> Iterator[list[str]]:
-    """Within it, `reference_value` reads the reference collection of `grade_id`; yields what pictures took from it."""
-    shown: list[str] = []
-    _JUDGED.append((notebook, grade_id))
-    _SHOWN.append(shown)
-    try:
-        yield shown
-    finally:
-        _JUDGED.pop()
-        _SHOWN.pop()
-
-
 def reference_value(key: str, shape: tuple[int, ...], what: str) -> torch.Tensor | None:
     """The reference's finite float tensor `key` of `shape` for the cell being judged, noted as `what` it shows."""
     import torch
 
-    if not _JUDGED:
-        return None
-    notebook, grade_id = _JUDGED[-1]
-    data = _kept(notebook, grade_id)
+    from grader.judge.results import judged_cell, shown_beside
+
+    cell = judged_cell()
+    data = _kept(*cell) if cell else None
     value = data.get(key) if data is not None else None
     if not (isinstance(value, torch.Tensor) and value.is_floating_point() and tuple(value.shape) == tuple(shape)
             and bool(torch.isfinite(value).all())):
         return None
-    _SHOWN[-1].append(what)
+    shown_beside(what)
     return value
-
-
-def caption(shown: list[str]) -> list[str]:
-    """The feedback line that says what the pictures took from the reference (none when nothing)."""
-    return [CAPTION.format(what="; ".join(dict.fromkeys(shown)))] if shown else []

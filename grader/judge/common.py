@@ -7,7 +7,6 @@ they derive the true inputs and targets themselves: nothing the kernel wrote is 
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +18,6 @@ from grader.collect.common import ERROR_KEY, FAULT_KEY, SAMPLING_COPIES, Inputs,
 from grader.collect.record import RecordError, decode
 from grader.checks import declaration, task_of
 from grader.faults import GradingFault
-from grader.judge.beside import caption, judging_cell
 from grader.judge.results import Agreement, Results, Shape, Span, compared, judging, measure, show
 from grader.reference import Figure
 
@@ -45,8 +43,8 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
     the kernel recorded (course data missing there) and any other exception of the judge.
     """
     declared = declaration(judge)
-    cell = judging_cell(declared.notebook, declared.grade_id) if declared else contextlib.nullcontext([])
-    with quiet(), single_thread(), torch.no_grad(), judging() as results, cell as beside:
+    cell = (declared.notebook, declared.grade_id) if declared else None
+    with quiet(), single_thread(), torch.no_grad(), judging(cell) as results:
         try:
             data = load_collected(carried)
             if isinstance(data, dict) and FAULT_KEY in data:
@@ -57,7 +55,7 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
                 raise AssertionError("The results collected for this cell are not in the expected form.")
             judge(Collected(data), inputs)
         except AssertionError as error:
-            return verdict(False, str(error) or "A hidden test failed.", results, beside)
+            return verdict(False, str(error) or "A hidden test failed.", results)
         except MemoryError:
             return Verdict(False, "Judging this cell ran out of memory (the judge's memory limit): the results "
                                   "collected for it are too large to judge; they earn no points.")
@@ -67,13 +65,13 @@ def judge_collection(judge: Callable, carried: bytes | str, inputs: Inputs) -> V
             raise GradingFault(f"the judge {getattr(judge, '__name__', judge)} raised {type(error).__name__}: "
                                f"{str(error)[:500]}") from error
     task = task_of(judge)
-    return verdict(True, f"Hidden tests passed: {task}" if task else "Hidden tests passed.", results, beside)
+    return verdict(True, f"Hidden tests passed: {task}" if task else "Hidden tests passed.", results)
 
 
-def verdict(passed: bool, message: str, results: Results, beside: list[str] = ()) -> Verdict:
+def verdict(passed: bool, message: str, results: Results) -> Verdict:
     """A verdict whose message ends with the cell's summary: the figures that passed, the comparisons made and
     what its pictures show of a reference solution."""
-    lines = results.summary() + caption(list(beside))
+    lines = results.summary()
     text = "\n".join([message, *lines]) if lines else message
     return Verdict(passed, text, results.figures(), tuple(results.pictures))
 

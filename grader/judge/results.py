@@ -20,6 +20,7 @@ from grader.reference import Figure, figure_name
 
 NEAR = 2.0  # a failing value within this many reference-to-threshold gaps of the threshold is "close"
 MAX_COMPARISON_LINES = 4  # comparisons (or shapes) listed in a cell's feedback; the others are counted
+BESIDE_CAPTION = "The picture shows your result beside a reference solution's ({what})."
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,8 @@ class Results:
     pictures: list[str] = field(default_factory=list)  # base64 PNG
     comparisons: list[Agreement | Span] = field(default_factory=list)  # one per key
     shapes: list[Shape] = field(default_factory=list)
+    cell: tuple[str, str] | None = None                   # (notebook, grade id) of the cell judged, when declared
+    beside: list[str] = field(default_factory=list)      # what its pictures show of a reference solution
 
     def figures(self) -> tuple[dict, ...]:
         """The measurements as plain data (they cross from the judge's process to nbgrader's as JSON)."""
@@ -176,6 +179,8 @@ class Results:
             failed = sum(not c.passed for c in rest)
             lines.append(f"{len(rest)} more {kind}" + (f", {failed} of them not as required." if failed else
                                                        " as required."))
+        if self.beside:
+            lines.append(BESIDE_CAPTION.format(what="; ".join(dict.fromkeys(self.beside))))
         return lines
 
 
@@ -183,9 +188,9 @@ _CURRENT: list[Results] = []
 
 
 @contextlib.contextmanager
-def judging() -> Iterator[Results]:
-    """Gather what the judge run inside measures and shows."""
-    results = Results()
+def judging(cell: tuple[str, str] | None = None) -> Iterator[Results]:
+    """Gather what the judge run inside measures and shows for `cell` (notebook, grade id)."""
+    results = Results(cell=cell)
     _CURRENT.append(results)
     try:
         yield results
@@ -221,6 +226,17 @@ def measure(figure: Figure, value: float, subject: str, name: str, *, close: str
             f"{subject} reaches a {name} of {number(value, digits)}{context}; it should be {measurement.direction} "
             f"{figure.threshold:g} (a reference solution reaches about {figure.reference:g}). {advice}")
     return value
+
+
+def judged_cell() -> tuple[str, str] | None:
+    """The (notebook, grade id) of the cell being judged, None outside a declared check."""
+    return _CURRENT[-1].cell if _CURRENT else None
+
+
+def shown_beside(what: str) -> None:
+    """Note that the pictures of the cell being judged show `what` of a reference solution."""
+    for results in _CURRENT:
+        results.beside.append(what)
 
 
 def show(png: bytes) -> None:
